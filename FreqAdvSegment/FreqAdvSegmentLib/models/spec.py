@@ -1,0 +1,234 @@
+"""ModelSpec: everything needed to rebuild a segmentation network and feed it correctly.
+
+A spec travels with the weights (inside a .safetensors file's metadata, or as a "spec" entry of a
+.pt checkpoint), so a saved model can be loaded without the user remembering how it was built
+or how its input was preprocessed. This module imports neither torch nor MONAI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..labels import BTCV_LABELS
+
+KNOWN_ARCHS: tuple[str, ...] = ("unetr", "swinunetr", "unet", "segresnet")
+
+# Bumped when the JSON layout changes incompatibly; readers refuse newer formats.
+SPEC_FORMAT = 1
+
+_AXIS_PAIRS = ({"L", "R"}, {"A", "P"}, {"S", "I"})
+
+
+@dataclass
+class ModelSpec:
+    """How to build a network and what it expects as input.
+
+    Fields:
+        arch: one of KNOWN_ARCHS.
+        arch_args: constructor arguments of the MONAI network (JSON values only; lists become
+            tuples). ``in_channels`` and ``out_channels`` are always present after construction.
+        label_names: one name per output channel; index = label value (0 = background).
+        intensity_window: (low, high) in HU, mapped linearly to [0, 1] and clipped.
+        target_spacing: voxel spacing in mm the network was trained at, (x, y, z).
+        roi_size: sliding-window patch size in voxels, (x, y, z).
+        orientation: axis codes of the network's input, e.g. "RAS".
+    """
+
+    arch: str
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    label_names: tuple[str, ...] = BTCV_LABELS
+    intensity_window: tuple[float, float] = (-175.0, 250.0)
+    target_spacing: tuple[float, float, float] = (1.5, 1.5, 2.0)
+    roi_size: tuple[int, int, int] = (96, 96, 96)
+    orientation: str = "RAS"
+
+    def __post_init__(self) -> None:
+        self.arch = _check_arch(self.arch)
+        self.label_names = _check_labels(self.label_names)
+        self.intensity_window = _check_window(self.intensity_window)
+        self.target_spacing = _numbers(self.target_spacing, 3, "target_spacing", positive=True)
+        self.roi_size = _ints(self.roi_size, 3, "roi_size")
+        self.orientation = _check_orientation(self.orientation)
+        self.arch_args = _check_arch_args(self.arch_args, self)
+
+    @property
+    def in_channels(self) -> int:
+        """Number of input channels (image modalities)."""
+        return self.arch_args["in_channels"]
+
+    @property
+    def out_channels(self) -> int:
+        """Number of output channels; equals len(label_names)."""
+        return self.arch_args["out_channels"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict, with a "format" version key."""
+        return {"format": SPEC_FORMAT, **asdict(self)}
+
+    def to_json(self) -> str:
+        """JSON text; ``ModelSpec.from_json(spec.to_json()) == spec``."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelSpec:
+        """Validate and build a spec from a dict (as written by to_dict)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a model spec must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("format", SPEC_FORMAT)
+        if not isinstance(version, int) or isinstance(version, bool) or version > SPEC_FORMAT:
+            raise ValueError(
+                f"model spec field 'format' is {version!r}; this FreqAdvSegment reads formats up "
+                f"to {SPEC_FORMAT}: upgrade FreqAdvSegment to read this model"
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"model spec has unknown field(s) {unknown}; known: {sorted(known)}")
+        if "arch" not in data:
+            raise ValueError("model spec is missing field 'arch'")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelSpec:
+        """Parse JSON text written by to_json; ValueError naming the field if invalid."""
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"model spec is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+
+def paper_unetr_spec() -> ModelSpec:
+    """The UNETR of Hanif et al. (MICCAI 2023) on BTCV/Synapse: 96^3 input, 14 labels.
+
+    Matches the vafa repository's README; ``pos_embed="perceptron"`` there is today's
+    ``proj_type="perceptron"`` (needs einops).
+    """
+    return ModelSpec(
+        arch="unetr",
+        arch_args={
+            "in_channels": 1,
+            "out_channels": 14,
+            "img_size": (96, 96, 96),
+            "feature_size": 16,
+            "hidden_size": 768,
+            "mlp_dim": 3072,
+            "num_heads": 12,
+            "proj_type": "perceptron",
+            "norm_name": "instance",
+            "conv_block": True,
+            "res_block": True,
+            "dropout_rate": 0.0,
+        },
+    )
+
+
+# ---- field validators: each returns the normalised value or raises ValueError naming the field
+
+
+def _check_arch(arch: Any) -> str:
+    if arch not in KNOWN_ARCHS:
+        raise ValueError(f"model spec field 'arch' is {arch!r}; choose one of {list(KNOWN_ARCHS)}")
+    return arch
+
+
+def _check_labels(names: Any) -> tuple[str, ...]:
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise ValueError("model spec field 'label_names' must be a non-empty list of strings")
+    if not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"model spec field 'label_names' must hold non-empty strings: {names!r}")
+    return tuple(names)
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass; True as a spacing is a mistake, not 1.0.
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value)
+
+
+def _numbers(value: Any, count: int, name: str, positive: bool = False) -> tuple[float, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or len(value) != count:
+        raise ValueError(f"model spec field '{name}' must be a list of {count} numbers: {value!r}")
+    if not all(_is_number(v) and (v > 0 or not positive) for v in value):
+        kind = "positive numbers" if positive else "finite numbers"
+        raise ValueError(f"model spec field '{name}' must hold {kind}: {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _ints(value: Any, count: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or len(value) != count:
+        raise ValueError(f"model spec field '{name}' must be a list of {count} integers: {value!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ValueError(f"model spec field '{name}' must hold positive integers: {value!r}")
+    return tuple(value)
+
+
+def _check_window(value: Any) -> tuple[float, float]:
+    low, high = _numbers(value, 2, "intensity_window")
+    if low >= high:
+        raise ValueError(f"model spec field 'intensity_window' needs low < high, got {value!r}")
+    return (low, high)
+
+
+def _check_orientation(value: Any) -> str:
+    letters = value.upper() if isinstance(value, str) else ""
+    ok = len(letters) == 3 and all(
+        sum(letter in pair for letter in letters) == 1 for pair in _AXIS_PAIRS
+    )
+    if not ok:
+        raise ValueError(
+            f"model spec field 'orientation' is {value!r}; give three axis codes, one of L/R, "
+            "A/P and S/I each, e.g. 'RAS'"
+        )
+    return letters
+
+
+def _freeze(value: Any, path: str) -> Any:
+    """JSON value -> the same with lists as tuples, so specs compare equal after a round trip."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v, path) for v in value)
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ValueError(f"model spec field '{path}' has non-string keys: {value!r}")
+        return {k: _freeze(v, f"{path}.{k}") for k, v in value.items()}
+    if value is None or isinstance(value, (str, bool, int)) or _is_number(value):
+        return value
+    raise ValueError(
+        f"model spec field '{path}' holds {type(value).__name__} {value!r}; only JSON values "
+        "(numbers, strings, booleans, null, lists, objects) can be stored"
+    )
+
+
+def _check_arch_args(args: Any, spec: ModelSpec) -> dict[str, Any]:
+    if not isinstance(args, dict):
+        raise ValueError(f"model spec field 'arch_args' must be an object, got {args!r}")
+    args = _freeze(args, "arch_args")
+    args.setdefault("in_channels", 1)
+    args.setdefault("out_channels", len(spec.label_names))
+    for key in ("in_channels", "out_channels"):
+        value = args[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"model spec field 'arch_args.{key}' must be a positive integer")
+    if args["out_channels"] != len(spec.label_names):
+        raise ValueError(
+            f"model spec field 'arch_args.out_channels' is {args['out_channels']} but "
+            f"'label_names' has {len(spec.label_names)} names; give one name per output channel"
+        )
+    if spec.arch == "unetr" and "img_size" in args:
+        _check_unetr_img_size(args["img_size"], spec.roi_size)
+    return args
+
+
+def _check_unetr_img_size(img_size: Any, roi_size: tuple[int, int, int]) -> None:
+    # UNETR's position embeddings are fixed to img_size, so every patch fed to it (roi_size)
+    # must have exactly that size.
+    size = (img_size,) * 3 if isinstance(img_size, int) else tuple(img_size)
+    if size != tuple(roi_size):
+        raise ValueError(
+            f"model spec field 'arch_args.img_size' {img_size!r} differs from 'roi_size' "
+            f"{roi_size}: UNETR only accepts patches of its img_size, so set them equal"
+        )
