@@ -120,7 +120,9 @@ def _hd95(p: torch.Tensor, r: torch.Tensor, spacing: list[float]) -> float:
     """MONAI's HD95 (mm) between two non-empty boolean masks [H, W, D]."""
     with warnings.catch_warnings():
         # MONAI 1.5-1.6 passes its own deprecated argument internally and warns on every call.
-        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*always_return_as_numpy.*", category=FutureWarning
+        )
         hd = compute_hausdorff_distance(
             p[None, None], r[None, None], include_background=True, percentile=95, spacing=spacing
         )

@@ -3,8 +3,8 @@
 The paper's pipeline (BTCV/Synapse, UNETR; PAPER.md section 2.3) is, in MONAI terms:
 ``Orientationd(axcodes="RAS")`` -> ``Spacingd(pixdim=(1.5, 1.5, 2.0), bilinear / nearest)`` ->
 ``ScaleIntensityRanged(a_min=-175, a_max=250, b_min=0, b_max=1, clip=True)``. :func:`prepare`
-reproduces those three steps on a ``SimpleITK.Image`` (same output grid as MONAI's ``Spacing``,
-see :func:`_model_grid`), and remembers enough in a :class:`GridContext` to put labels, intensities
+reproduces those three steps on a ``SimpleITK.Image`` (the output grid of MONAI's ``Spacing``,
+see :func:`_model_grid` for one exception), and remembers enough in a :class:`GridContext` to put labels, intensities
 and perturbations back onto the ORIGINAL grid: same size, spacing, origin and direction as the
 input, so results overlay the user's volume in 3D Slicer without any further resampling. The
 paper's ``CropForegroundd`` is not applied: it would only change which voxels the sliding window
@@ -32,6 +32,9 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _POSITION_TOL_MM = 1e-3
 _DIRECTION_TOL = 1e-5
 
+# Anatomical axis named by each orientation letter (nibabel's default labels).
+_AXIS_OF = {"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -50,28 +53,43 @@ class Preprocessing:
     orientation: str = "RAS"
 
     def __post_init__(self) -> None:
-        if self.target_spacing is not None:
-            spacing = tuple(float(s) for s in self.target_spacing)
-            if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-                raise ValueError(
-                    f"target_spacing must be three positive sizes in mm (x, y, z) or None, got "
-                    f"{self.target_spacing}"
-                )
-            object.__setattr__(self, "target_spacing", spacing)
-        window = tuple(float(v) for v in self.intensity_window)
-        if len(window) != 2 or not window[0] < window[1]:
-            raise ValueError(
-                f"intensity_window must be (a_min, a_max) with a_min < a_max, got "
-                f"{self.intensity_window}"
-            )
-        object.__setattr__(self, "intensity_window", window)
-        try:
-            nio.axcodes2ornt(tuple(self.orientation))
-        except Exception as err:
-            raise ValueError(
-                f"orientation must be three axis codes, one from each of L/R, P/A, I/S (e.g. "
-                f"'RAS'), got {self.orientation!r}"
-            ) from err
+        # Normalised copies (floats, tuples, upper case) so equal settings compare equal.
+        object.__setattr__(self, "target_spacing", _checked_spacing(self.target_spacing))
+        object.__setattr__(self, "intensity_window", _checked_window(self.intensity_window))
+        object.__setattr__(self, "orientation", _checked_orientation(self.orientation))
+
+
+def _checked_spacing(spacing) -> tuple[float, float, float] | None:
+    """Three positive finite sizes in mm, or None."""
+    if spacing is None:
+        return None
+    values = tuple(float(s) for s in spacing)
+    if len(values) != 3 or not all(np.isfinite(s) and s > 0 for s in values):
+        raise ValueError(
+            f"target_spacing must be three positive sizes in mm (x, y, z) or None, got {spacing}"
+        )
+    return values
+
+
+def _checked_window(window) -> tuple[float, float]:
+    """(a_min, a_max) with a_min < a_max."""
+    values = tuple(float(v) for v in window)
+    if len(values) != 2 or not values[0] < values[1]:
+        raise ValueError(
+            f"intensity_window must be (a_min, a_max) with a_min < a_max, got {window}"
+        )
+    return values
+
+
+def _checked_orientation(code) -> str:
+    """Three letters, one per anatomical axis (nibabel silently accepts duplicates like "RAR")."""
+    upper = str(code).upper()
+    if len(upper) != 3 or sorted(_AXIS_OF[c] for c in upper if c in _AXIS_OF) != [0, 1, 2]:
+        raise ValueError(
+            f"orientation must be three axis codes, one from each of L/R, P/A, I/S (e.g. 'RAS'), "
+            f"got {code!r}"
+        )
+    return upper
 
 
 @dataclass(frozen=True)
@@ -341,7 +359,8 @@ def adversarial_to_original(
     delta = _model_array(x_adv_norm, ctx, "x_adv").astype(np.float32) - _model_array(
         x_clean_norm, ctx, "x_clean"
     ).astype(np.float32)
-    perturbation = sitk.GetArrayViewFromImage(perturbation_to_hu(delta, ctx))
+    # A copy, not GetArrayViewFromImage: a view of a temporary image dangles once it is freed.
+    perturbation = sitk.GetArrayFromImage(perturbation_to_hu(delta, ctx))
     hu = sitk.GetArrayFromImage(sitk.Cast(original_image, sitk.sitkFloat32)) + perturbation
     out = sitk.GetImageFromArray(hu.astype(np.float32))
     out.CopyInformation(original_image)
@@ -399,6 +418,10 @@ def _model_grid(oriented: GridGeometry, target: tuple[float, float, float] | Non
 
     Same direction and same first-voxel centre; size round((n - 1) * s / t) + 1, i.e. MONAI's
     ``scale_extent=False`` convention (voxel centres, not voxel edges, span the same distance).
+    Exception: for an oblique affine read from a float32 NIfTI header, MONAI's corner test
+    (``np.allclose`` with atol 1e-8 in ``compute_shape_offset``) fails on rounding noise and it
+    centres the new grid instead, shifting the origin by direction @ (n*s - N*t) / 2 (about 0.5 mm
+    for typical CT). Keeping the first voxel centre here is deterministic and loses nothing.
     """
     if target is None:
         return oriented
@@ -476,13 +499,14 @@ def _integer_labels(label_image: sitk.Image) -> sitk.Image:
 
 
 def _model_array(value: torch.Tensor | np.ndarray, ctx: GridContext, what: str) -> np.ndarray:
-    """A ``[1, 1, H, W, D]`` or ``[H, W, D]`` tensor/array on the model grid as an [H, W, D] array."""
+    """A ``[1, 1, H, W, D]`` or ``[H, W, D]`` tensor/array on the model grid, as [H, W, D]."""
     arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    given = arr.shape
     if arr.ndim == 5 and arr.shape[:2] == (1, 1):
         arr = arr[0, 0]
     if arr.shape != ctx.model_shape:
         raise ValueError(
-            f"{what} has shape {tuple(value.shape)}; expected [1, 1, H, W, D] or [H, W, D] on the "
+            f"{what} has shape {given}; expected [1, 1, H, W, D] or [H, W, D] on the "
             f"model grid, (H, W, D) = {ctx.model_shape}. Pass one volume at a time"
         )
     return arr

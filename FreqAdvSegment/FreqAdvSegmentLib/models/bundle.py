@@ -51,7 +51,7 @@ def bundle_spec(folder: Path) -> ModelSpec:
     network = config.get("network_def")
     if not isinstance(network, dict) or not isinstance(network.get("_target_"), str):
         raise ValueError(
-            f"{folder / INFERENCE_CONFIG} has no \"network_def\" with a \"_target_\"; pass a "
+            f'{folder / INFERENCE_CONFIG} has no "network_def" with a "_target_"; pass a '
             "ModelSpec (or --arch) to load this bundle's weights"
         )
     arch = _arch_of(network["_target_"], folder)
@@ -69,7 +69,7 @@ def bundle_spec(folder: Path) -> ModelSpec:
 def _read_json(path: Path, folder: Path) -> dict[str, Any]:
     if not path.is_file():
         yaml = path.with_suffix(".yaml")
-        extra = f" (found {yaml.name}: YAML bundle configs are not supported)" if yaml.is_file() else ""
+        extra = f" (found {yaml.name}: YAML configs are not supported)" if yaml.is_file() else ""
         raise ValueError(
             f"{folder} is not a MONAI bundle FreqAdvSegment can read: no {INFERENCE_CONFIG}"
             f"{extra}; pass a ModelSpec (or --arch) and the models/model.pt file instead"
@@ -157,13 +157,14 @@ def _preprocessing(config: dict[str, Any]) -> dict[str, Any]:
     """
     found: dict[str, Any] = {}
     for node in _transforms(config):
-        name = node["_target_"].rsplit(".", 1)[-1].rstrip("d")
-        if name == "Spacing" and _plain(node.get("pixdim")) and isinstance(node.get("pixdim"), list):
-            found.setdefault("target_spacing", tuple(node["pixdim"]))
+        name = node["_target_"].rsplit(".", 1)[-1].rstrip("d")  # Spacingd -> Spacing
+        pixdim, axcodes = node.get("pixdim"), node.get("axcodes")
+        if name == "Spacing" and isinstance(pixdim, list):
+            found.setdefault("target_spacing", tuple(pixdim))
         elif name == "ScaleIntensityRange" and _window_maps_to_unit(node):
             found.setdefault("intensity_window", (node["a_min"], node["a_max"]))
-        elif name == "Orientation" and isinstance(node.get("axcodes"), str) and _plain(node["axcodes"]):
-            found.setdefault("orientation", node["axcodes"])
+        elif name == "Orientation" and isinstance(axcodes, str) and _plain(axcodes):
+            found.setdefault("orientation", axcodes)
         elif name == "SlidingWindowInferer" and isinstance(node.get("roi_size"), list):
             found.setdefault("roi_size", tuple(node["roi_size"]))
     return found

@@ -49,7 +49,7 @@ def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> StateDict:
         changed = False
         for prefix in _WRAPPER_PREFIXES:
             if all(key.startswith(prefix) for key in state):
-                state = {key[len(prefix):]: value for key, value in state.items()}
+                state = {key[len(prefix) :]: value for key, value in state.items()}
                 changed = True
     return state
 
@@ -87,7 +87,8 @@ def fit_state_dict(
     checkpoint in the message (its path).
     """
     state = strip_wrapper_prefixes(state)
-    if arch == "unetr":
+    original_keys = list(state)
+    if arch == "unetr" and guess_arch(original_keys) == "unetr":
         state = remap_legacy_unetr(state, reference)
     missing = [k for k in reference if k not in state]
     unexpected = [k for k in state if k not in reference]
@@ -97,7 +98,8 @@ def fit_state_dict(
         if k in state and tuple(state[k].shape) != tuple(reference[k].shape)
     ]
     if missing or unexpected or mismatched:
-        raise ValueError(_misfit_message(source, arch, missing, unexpected, mismatched, state))
+        message = _misfit_message(source, arch, missing, unexpected, mismatched, original_keys)
+        raise ValueError(message)
     return state
 
 
@@ -107,15 +109,19 @@ def _misfit_message(
     missing: list[str],
     unexpected: list[str],
     mismatched: list[str],
-    state: Mapping[str, torch.Tensor],
+    keys: list[str],
 ) -> str:
     lines = [f"{source} does not fit the {arch} network built from the model spec:"]
-    for title, names in (("missing", missing), ("unexpected", unexpected),
-                         ("shape mismatch", mismatched)):
+    for title, names in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape mismatch", mismatched),
+    ):
         if names:
-            more = f", ... ({len(names) - _SHOW} more)" if len(names) > _SHOW else ""
-            lines.append(f"  {title} ({len(names)}): {', '.join(names[:_SHOW])}{more}")
-    lines.append(_hint(arch, guess_arch(list(state))))
+            shown = "".join(f"\n    {name}" for name in names[:_SHOW])
+            more = f"\n    ... and {len(names) - _SHOW} more" if len(names) > _SHOW else ""
+            lines.append(f"  {title} ({len(names)}):{shown}{more}")
+    lines.append(_hint(arch, guess_arch(keys)))
     return "\n".join(lines)
 
 
