@@ -19,15 +19,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.inferers import sliding_window_inference
 
+from ..inference import AMP_DTYPES, autocast, segment
 from .losses import SegLoss, paper_dice_ce
 from .windows import batched, pad_amounts, window_grid
 
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) after each attack step; raising from it cancels the attack."""
-
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -84,7 +82,7 @@ class Attack:
         amp: str | None = None,
         seed: int | None = None,
     ) -> None:
-        if amp is not None and amp not in _AMP_DTYPES:
+        if amp is not None and amp not in AMP_DTYPES:
             raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         if roi_size is not None and len(roi_size) != 3:
             raise ValueError(f"roi_size needs three sides (h, w, d), got {roi_size!r}")
@@ -124,17 +122,9 @@ class Attack:
         result.adv = result.adv.detach()
         return result
 
-    @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The model's label map [B, 1, H, W, D] for images [B, C, H, W, D] (sliding window if set)."""
-        with self._autocast():
-            if self.roi_size is None:
-                logits = self.model(x)
-            else:
-                logits = sliding_window_inference(
-                    x, self.roi_size, self.sw_batch_size, self.model, overlap=self.overlap, mode="gaussian"
-                )
-        return logits.argmax(1, keepdim=True)
+        return segment(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)
 
     # --- for subclasses ---------------------------------------------------------------------
 
@@ -189,12 +179,7 @@ class Attack:
         return loss_fn(logits.float(), y)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp is None:
-            return contextlib.nullcontext()
-        device = _model_device(self.model)
-        if self.amp == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 autocast needs a CUDA device; use amp='bf16' or None on CPU")
-        return torch.autocast(device.type, dtype=_AMP_DTYPES[self.amp])
+        return autocast(_model_device(self.model), self.amp)
 
     # fp16 gradients of a small loss can underflow; a fixed scale keeps their sign intact.
     def _scaled(self, loss: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,286 @@
+"""The ``freqadv`` command line.
+
+    freqadv demo                                   # the shipped CT, model, VAFA + PGD, a report
+    freqadv segment CT.nii.gz -o out/
+    freqadv attack CT.nii.gz --method vafa --method pgd --labels GT.nii.gz -o out/
+    freqadv evaluate datalist.json --model demo-unet --method vafa --method pgd -o results/
+    freqadv models                                 # models the registry knows
+
+Run ``freqadv COMMAND --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+ATTACK_HELP = """\
+attack parameters (each applies to the attacks that take it; intensities are on the [0, 1] scale,
+and a fraction like 4/255 gives the paper's 0-255 units):
+  vafa: --q-max --q-min --q-init --steps --block-size --ssim-weight --rounding --public-code
+  pgd, bim: --eps --alpha --steps      fgsm: --eps      gn: --std      cw: --c --kappa --steps --lr
+"""
+
+
+def _fraction(text: str) -> float:
+    """A number or a fraction such as ``4/255``."""
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 4/255, got {text!r}") from None
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size like 96 or 96,96,64, got {text!r}")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and device")
+    g.add_argument("--model", default="demo-unet", help="registry name (see `freqadv models`), checkpoint file or MONAI bundle folder (default: demo-unet)")
+    g.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--roi", type=_triple, default=None, help="sliding-window size, e.g. 96 or 96,96,96 (default: the model's own)")
+    g.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1) (default 0.25)")
+    g.add_argument("--sw-batch-size", type=int, default=2, help="windows per forward pass; lower it if memory runs out (default 2)")
+    g.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision (fp16 needs CUDA)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
+    g.add_argument("--include-background", action="store_true", help="count background in mean Dice/HD95 (the paper's convention)")
+
+
+def _add_attack_options(p: argparse.ArgumentParser, default_methods: list[str] | None = None) -> None:
+    g = p.add_argument_group("attacks", ATTACK_HELP)
+    g.add_argument("--method", action="append", choices=["vafa", "pgd", "fgsm", "bim", "cw", "gn"], default=None,
+                   help=f"attack to run; repeat for several (default: {' and '.join(default_methods or ['vafa'])})")
+    g.add_argument("--steps", type=int, default=None, help="attack steps (VAFA, PGD, BIM: 20; CW: 50)")
+    g.add_argument("--q-max", type=float, default=None, help="VAFA: largest quantisation step (paper: 20)")
+    g.add_argument("--q-min", type=float, default=None, help="VAFA: smallest quantisation step (paper: 1; public code: 5)")
+    g.add_argument("--q-init", type=float, default=None, help="VAFA: starting table value (paper: q-min; public code: q-max)")
+    g.add_argument("--block-size", type=int, default=None, help="VAFA: DCT block side (paper: 8; 32 in its Table 5 and AT)")
+    g.add_argument("--ssim-weight", type=float, default=None, help="VAFA: weight of the (1 - SSIM) term (default 1; 0 = off)")
+    g.add_argument("--rounding", choices=["soft", "ste"], default=None, help="VAFA: differentiable rounding")
+    g.add_argument("--public-code", action="store_true", help="VAFA as the authors' public code runs it")
+    g.add_argument("--eps", type=_fraction, default=None, help="PGD/BIM/FGSM: L-inf budget, e.g. 4/255 (default 4/255)")
+    g.add_argument("--alpha", type=_fraction, default=None, help="PGD/BIM: step size (default 0.01)")
+    g.add_argument("--std", type=_fraction, default=None, help="GN: noise standard deviation (default 4/255)")
+    g.add_argument("--c", type=float, default=None, help="CW: weight of the margin term (default 1)")
+    g.add_argument("--kappa", type=float, default=None, help="CW: confidence margin (default 0)")
+    g.add_argument("--lr", type=float, default=None, help="CW: Adam learning rate (default 0.01)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="freqadv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("segment", help="segment a CT with a model", description="Segment a CT (NIfTI, NRRD or a DICOM folder); writes OUT/segmentation.nii.gz on the input's grid.", formatter_class=raw)
+    p.add_argument("input", help="CT volume in HU: .nii/.nii.gz/.nrrd/.mha or a DICOM series folder")
+    p.add_argument("-o", "--output", required=True, help="output folder (created atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    _add_run_options(p)
+
+    p = sub.add_parser("attack", help="attack a model on a CT and report what broke", formatter_class=raw,
+                       description="Segment, attack, and write adversarial volumes, perturbations, label maps and a report.")
+    p.add_argument("input", help="CT volume in HU: .nii/.nii.gz/.nrrd/.mha or a DICOM series folder")
+    p.add_argument("-o", "--output", required=True, help="output folder (created atomically)")
+    p.add_argument("--labels", default=None, help="ground-truth label map (model's label values); without it, attacks target the clean prediction")
+    p.add_argument("--format", choices=["nii.gz", "nrrd"], default="nii.gz", help="volume file format (nrrd for 3D Slicer)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    _add_run_options(p)
+    _add_attack_options(p)
+
+    p = sub.add_parser("evaluate", help="Dice/HD95 per case and per attack over a datalist", formatter_class=raw,
+                       description="Evaluate models, clean and under attack, on a MONAI Decathlon-style datalist JSON.")
+    p.add_argument("datalist", help='JSON with {"validation": [{"image": ..., "label": ...}, ...]} (paths relative to the file)')
+    p.add_argument("-o", "--output", required=True, help="output folder: results.csv, summary.json, summary.md")
+    p.add_argument("--split", default="validation", help="datalist key to evaluate (default: validation)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    _add_run_options(p)
+    p.set_defaults(model=None)
+    p.add_argument("--models", nargs="+", default=None, help="several models to compare (registry names or files)")
+    _add_attack_options(p, ["none"])
+
+    p = sub.add_parser("demo", help="the shipped sample CT: segment, VAFA and PGD, report", formatter_class=raw,
+                       description="Runs segment -> VAFA and PGD -> report on the shipped sample CT with the shipped demo model.")
+    p.add_argument("-o", "--output", default="freqadv-out-demo", help="output folder (default: freqadv-out-demo)")
+    p.add_argument("--steps", type=int, default=20, help="attack steps (default 20, as the paper)")
+    p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("models", help="list the models the registry knows")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"freqadv {__version__}"
+
+
+# --- attack parameters ----------------------------------------------------------------------------
+
+_PARAMS = {
+    "vafa": ("steps", "q_max", "q_min", "q_init", "block_size", "ssim_weight", "rounding"),
+    "pgd": ("steps", "eps", "alpha"),
+    "bim": ("steps", "eps", "alpha"),
+    "fgsm": ("eps",),
+    "gn": ("std",),
+    "cw": ("steps", "c", "kappa", "lr"),
+}
+
+
+def attack_requests(args: argparse.Namespace, default: list[str]):
+    """AttackRequest per --method, each with only the parameters it takes."""
+    from .pipeline import AttackRequest
+
+    requests = []
+    for method in args.method or default:
+        params = {k: getattr(args, k) for k in _PARAMS[method] if getattr(args, k, None) is not None}
+        if method == "vafa" and args.public_code:
+            q_max = params.get("q_max", 20.0)
+            params = {"q_min": 5.0, "q_init": q_max, "output_rounding": "soft", "renormalize": "slice", **params}
+        requests.append(AttackRequest(method, params))
+    return requests
+
+
+def run_options(args: argparse.Namespace):
+    from .pipeline import RunOptions
+
+    return RunOptions(args.roi, args.overlap, args.sw_batch_size, args.amp, args.seed, args.include_background)
+
+
+# --- progress -------------------------------------------------------------------------------------
+
+
+class BarProgress:
+    """One tqdm bar per stage (segment, vafa, pgd, ...)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=f"{stage:>8s}", unit="step", leave=True, file=sys.stderr)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .inference import load_segmentation_model
+    from .io import atomic_output_dir, read_image, write_image
+    from .pipeline import run_segmentation
+
+    image = read_image(args.input)
+    loaded = load_segmentation_model(args.model, args.device)
+    *_, labels = run_segmentation(image, loaded, run_options(args))
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        write_image(labels, tmp / "segmentation.nii.gz")
+    print(f"wrote {Path(args.output) / 'segmentation.nii.gz'}")
+    return 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from .inference import load_segmentation_model
+    from .io import read_image
+    from .pipeline import run_job, write_outputs
+
+    image = read_image(args.input)
+    labels = read_image(args.labels) if args.labels else None
+    loaded = load_segmentation_model(args.model, args.device)
+    job = run_job(image, loaded, attack_requests(args, ["vafa"]), labels, run_options(args), BarProgress())
+    out = write_outputs(job, args.output, overwrite=args.overwrite, suffix="." + args.format)
+    _print_summary(job)
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_datalist
+
+    models = args.models or [args.model or "demo-unet"]
+    summary = evaluate_datalist(
+        args.datalist, models, attack_requests(args, []), args.output, run_options(args), args.device,
+        split=args.split, overwrite=args.overwrite, progress=BarProgress(),
+    )
+    print(summary)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .inference import load_segmentation_model
+    from .io import read_image
+    from .pipeline import AttackRequest, RunOptions, run_job, write_outputs
+    from .sample_data import sample_ct_path, sample_labels_path
+
+    loaded = load_segmentation_model("demo-unet", args.device)
+    attacks = [
+        # Tables start at q_max as in the authors' code: Algorithm 1's start at 1 barely moves them.
+        AttackRequest("vafa", {"q_max": 20, "q_init": 20, "steps": args.steps, "block_size": 8}),
+        AttackRequest("pgd", {"eps": 4 / 255, "alpha": 0.01, "steps": args.steps}),
+    ]
+    print(f"sample CT: {sample_ct_path()}\nmodel: demo-unet on {loaded.device}", file=sys.stderr)
+    job = run_job(read_image(sample_ct_path()), loaded, attacks, read_image(sample_labels_path()),
+                  RunOptions(seed=args.seed), BarProgress())
+    out = write_outputs(job, args.output, overwrite=True)
+    _print_summary(job)
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    for entry in list_models():
+        where = "shipped" if "file" in entry else "download: " + entry.get("source", entry.get("url", ""))
+        print(f"{entry['name']:<34s} {entry['arch']:<10s} {where}\n    {entry['description']}")
+    return 0
+
+
+def _print_summary(job) -> None:
+    ref = "ground truth" if job.ground_truth is not None else "clean prediction"
+    if job.clean_metrics is not None:
+        print(f"clean      mean Dice vs {ref}: {job.clean_metrics['mean_dice']:.3f}")
+    for o in job.outcomes:
+        m = o.metrics
+        print(f"{o.request.label:<10s} mean Dice vs {ref}: {m['vs_reference']['mean_dice']:.3f}  "
+              f"(vs clean prediction {m['vs_clean_prediction']['mean_dice']:.3f}, "
+              f"{100 * m['flip_rate']:.2f}% labels flipped, L-inf {m['perturbation_hu_linf']:.1f} HU, "
+              f"SSIM {m['perturbation']['ssim']:.4f}, {o.seconds:.1f} s)")
+
+
+COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evaluate, "demo": cmd_demo, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, ValueError, MemoryError) as err:
+        # Bad input: one clear line, no traceback; nothing was written (outputs are atomic).
+        print(f"freqadv {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"freqadv {args.command}: cancelled; no output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

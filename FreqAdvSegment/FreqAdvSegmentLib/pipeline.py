@@ -1,0 +1,251 @@
+"""The main job: segment a CT, attack the model, measure what broke, write it all out.
+
+One function per stage, shared by the command line, the Slicer module's child process and the
+web viewer:
+
+    job = run_job(image, loaded_model, [AttackRequest("vafa"), AttackRequest("pgd")], labels)
+    write_outputs(job, "out/")        # volumes on the input's own grid + report.json/html
+
+Everything the model sees lives on the model grid ([1, 1, H, W, D], see ``preprocess``); every
+file written and every metric reported is on the input's ORIGINAL grid, so the results overlay
+the user's volume exactly (in mm, with the input's spacing, origin and direction).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .attacks import AttackResult, build_attack
+from .attacks.measures import summarize
+from .inference import LoadedModel, segment
+from .io import atomic_output_dir, write_image
+from .metrics import flip_rate, segmentation_metrics
+from .preprocess import (
+    GridContext,
+    Preprocessing,
+    adversarial_to_original,
+    labels_to_original,
+    perturbation_to_hu,
+    prepare,
+    prepare_labels,
+)
+
+StageProgress = Callable[[str, int, int], None]
+"""progress(stage, done, total); raising from it cancels the job (nothing is written)."""
+
+
+@dataclass
+class AttackRequest:
+    """One attack to run: a method name (vafa, pgd, fgsm, bim, cw, gn) and its parameters."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.method.lower()
+
+
+@dataclass
+class RunOptions:
+    """How to run the model and the attacks.
+
+    Attributes:
+        roi_size: sliding-window size; None uses the model's own ``spec.roi_size``.
+        overlap, sw_batch_size: sliding-window overlap and windows per pass.
+        amp: None, "bf16" or "fp16" (CUDA) autocast.
+        seed: seeds the attacks' randomness.
+        include_background: count label 0 in the mean Dice/HD95 (the paper's convention).
+    """
+
+    roi_size: tuple[int, int, int] | None = None
+    overlap: float = 0.25
+    sw_batch_size: int = 2
+    amp: str | None = None
+    seed: int = 0
+    include_background: bool = False
+
+
+@dataclass
+class AttackOutcome:
+    """One attack's result: model-grid tensors plus metrics on the original grid."""
+
+    request: AttackRequest
+    result: AttackResult
+    adv_pred: torch.Tensor  # [1, 1, H, W, D] model grid
+    adv_labels: sitk.Image  # original grid
+    metrics: dict[str, Any]
+    seconds: float
+
+
+@dataclass
+class JobResult:
+    """Everything a report or a viewer needs."""
+
+    image: sitk.Image  # the input, untouched
+    ctx: GridContext
+    x: torch.Tensor  # [1, 1, H, W, D] normalised model input
+    clean_pred: torch.Tensor  # [1, 1, H, W, D] model grid
+    clean_labels: sitk.Image  # original grid
+    ground_truth: sitk.Image | None
+    loaded: LoadedModel
+    options: RunOptions
+    clean_metrics: dict[str, Any] | None
+    outcomes: list[AttackOutcome] = field(default_factory=list)
+
+
+def preprocessing_for(loaded: LoadedModel) -> Preprocessing:
+    """The preprocessing a model's spec asks for."""
+    spec = loaded.spec
+    return Preprocessing(spec.target_spacing, spec.intensity_window, spec.orientation)
+
+
+def run_segmentation(
+    image: sitk.Image, loaded: LoadedModel, options: RunOptions | None = None
+) -> tuple[torch.Tensor, GridContext, torch.Tensor, sitk.Image]:
+    """Segment one CT: returns (x [1,1,H,W,D], ctx, prediction [1,1,H,W,D], labels on the original grid)."""
+    options = options or RunOptions()
+    x, ctx = prepare(image, preprocessing_for(loaded))
+    x = x.to(loaded.device)
+    pred = segment(loaded.model, x, _roi(options, loaded), options.overlap, options.sw_batch_size, options.amp)
+    return x, ctx, pred, labels_to_original(pred.cpu(), ctx)
+
+
+def run_job(
+    image: sitk.Image,
+    loaded: LoadedModel,
+    attacks: Sequence[AttackRequest],
+    ground_truth: sitk.Image | None = None,
+    options: RunOptions | None = None,
+    progress: StageProgress | None = None,
+) -> JobResult:
+    """Segment ``image``, run every attack, and measure each against the ground truth (when
+    given) or else against the clean prediction. Nothing is written; see :func:`write_outputs`."""
+    options = options or RunOptions()
+    _tick(progress, "segment", 0, 1)
+    x, ctx, clean_pred, clean_labels = run_segmentation(image, loaded, options)
+    _tick(progress, "segment", 1, 1)
+    gt_model = _ground_truth_on_model_grid(ground_truth, ctx, loaded) if ground_truth is not None else None
+    reference = ground_truth if ground_truth is not None else clean_labels
+    clean_metrics = _metrics(clean_labels, ground_truth, loaded, options) if ground_truth is not None else None
+    job = JobResult(image, ctx, x, clean_pred, clean_labels, ground_truth, loaded, options, clean_metrics)
+    for request in attacks:
+        job.outcomes.append(_run_attack(job, request, gt_model, reference, progress))
+    return job
+
+
+def _run_attack(
+    job: JobResult,
+    request: AttackRequest,
+    gt_model: torch.Tensor | None,
+    reference: sitk.Image,
+    progress: StageProgress | None,
+) -> AttackOutcome:
+    options, loaded = job.options, job.loaded
+    attack = build_attack(
+        request.method,
+        loaded.model,
+        roi_size=_roi(options, loaded),
+        overlap=options.overlap,
+        sw_batch_size=options.sw_batch_size,
+        amp=options.amp,
+        seed=options.seed,
+        **request.params,
+    )
+    start = time.perf_counter()
+    # The paper attacks against the ground truth; without one, against the clean prediction.
+    target = gt_model if gt_model is not None else job.clean_pred
+    result = attack.run(job.x, target, lambda done, total: _tick(progress, request.label, done, total))
+    seconds = time.perf_counter() - start
+    adv_pred = attack.predict(result.adv)
+    adv_labels = labels_to_original(adv_pred.cpu(), job.ctx)
+    metrics = {
+        "vs_reference": _metrics(adv_labels, reference, loaded, options),
+        "vs_clean_prediction": _metrics(adv_labels, job.clean_labels, loaded, options),
+        "flip_rate": flip_rate(adv_pred, job.clean_pred),
+        "perturbation": summarize(result.clean, result.adv)[0],
+        "perturbation_hu_linf": _hu_linf(result, job.ctx),
+    }
+    return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds)
+
+
+def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: RunOptions) -> dict[str, Any]:
+    # SimpleITK arrays are [z, y, x]; reverse the spacing to match.
+    return segmentation_metrics(
+        sitk.GetArrayFromImage(pred),
+        sitk.GetArrayFromImage(ref),
+        spacing=tuple(reversed(pred.GetSpacing())),
+        label_names=loaded.spec.label_names,
+        include_background=options.include_background,
+    )
+
+
+def _ground_truth_on_model_grid(gt: sitk.Image, ctx: GridContext, loaded: LoadedModel) -> torch.Tensor:
+    names = loaded.spec.label_names
+    values = np.unique(sitk.GetArrayViewFromImage(gt))
+    unknown = [int(v) for v in values if v < 0 or v >= len(names)]
+    if unknown:
+        raise ValueError(
+            f"the ground-truth label map has label value(s) {unknown} that the model's label map "
+            f"does not have (0..{len(names) - 1}: {', '.join(names)}); map your labels to the "
+            "model's first (see FreqAdvSegmentLib/labels.py)"
+        )
+    return prepare_labels(gt, ctx).to(loaded.device)
+
+
+def _hu_linf(result: AttackResult, ctx: GridContext) -> float:
+    a_min, a_max = ctx.window
+    return float(result.perturbation.abs().max()) * (a_max - a_min)
+
+
+def _roi(options: RunOptions, loaded: LoadedModel) -> tuple[int, int, int]:
+    return tuple(options.roi_size or loaded.spec.roi_size)
+
+
+def _tick(progress: StageProgress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def output_files(job: JobResult, suffix: str = ".nii.gz") -> dict[str, str]:
+    """Relative file names of every volume :func:`write_outputs` writes."""
+    files = {"clean_labels": f"clean_labels{suffix}"}
+    for outcome in job.outcomes:
+        name = outcome.request.label
+        files[f"{name}/adversarial"] = f"{name}/adversarial{suffix}"
+        files[f"{name}/perturbation_hu"] = f"{name}/perturbation_hu{suffix}"
+        files[f"{name}/adversarial_labels"] = f"{name}/adversarial_labels{suffix}"
+    return files
+
+
+def write_outputs(job: JobResult, out_dir: str | Path, overwrite: bool = False, suffix: str = ".nii.gz") -> Path:
+    """Write volumes (on the input's grid), report.json and report.html into ``out_dir``,
+    atomically: a crash or cancel leaves no half-written folder."""
+    from .report import write_report  # matplotlib is only needed here
+
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        write_image(job.clean_labels, tmp / f"clean_labels{suffix}")
+        for outcome in job.outcomes:
+            _write_attack(job, outcome, tmp / outcome.request.label, suffix)
+        write_report(job, tmp, output_files(job, suffix))
+    return Path(out_dir)
+
+
+def _write_attack(job: JobResult, outcome: AttackOutcome, folder: Path, suffix: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    result = outcome.result
+    adv_hu = adversarial_to_original(result.adv.cpu(), result.clean.cpu(), job.image, job.ctx)
+    write_image(adv_hu, folder / f"adversarial{suffix}")
+    write_image(perturbation_to_hu(result.perturbation.cpu(), job.ctx), folder / f"perturbation_hu{suffix}")
+    write_image(outcome.adv_labels, folder / f"adversarial_labels{suffix}")

@@ -1,0 +1,303 @@
+"""report.json and report.html with PNG figures: what broke, where, and by how much.
+
+Figures (in ``figures/``):
+- ``<attack>_slices.png``: clean and adversarial slices with segmentation overlays, the
+  perturbation in HU (diverging colour map centred at zero) and the voxels whose label flipped,
+  on the axial and coronal slices where the attack changed the most;
+- ``dice.png``: per-organ Dice (and HD95) clean vs under each attack;
+- ``spectrum.png``: share of each perturbation's energy per frequency band;
+- ``history.png``: the attack loss (and VAFA's SSIM) per step.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers, CI or Slicer's child process
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .labels import BTCV_COLORS  # noqa: E402
+
+
+def write_report(job, folder: Path, files: dict[str, str]) -> dict[str, Any]:
+    """Write report.json, report.html and figures/ for a finished :class:`JobResult`."""
+    (folder / "figures").mkdir(exist_ok=True)
+    report = report_dict(job, files)
+    figures = _figures(job, folder / "figures")
+    report["figures"] = figures
+    (folder / "report.json").write_text(json.dumps(_json_safe(report), indent=2))
+    (folder / "report.html").write_text(_html(report))
+    return report
+
+
+def report_dict(job, files: dict[str, str]) -> dict[str, Any]:
+    """The JSON-ready summary of a job (numbers only, no arrays)."""
+    spec = job.loaded.spec
+    return {
+        "freqadvsegment_version": __version__,
+        "model": {"name": job.loaded.name, "spec": spec.to_dict()},
+        "device": str(job.loaded.device),
+        "options": vars(job.options),
+        "input_grid": {"size": job.image.GetSize(), "spacing_mm": job.image.GetSpacing()},
+        "model_grid": {"size": job.ctx.model.size, "spacing_mm": job.ctx.model.spacing},
+        "reference": "ground truth" if job.ground_truth is not None else "clean prediction",
+        "clean_vs_ground_truth": job.clean_metrics,
+        "attacks": {o.request.label: _attack_entry(o) for o in job.outcomes},
+        "files": files,
+    }
+
+
+def _attack_entry(outcome) -> dict[str, Any]:
+    return {
+        "method": outcome.request.method,
+        "params": outcome.request.params,
+        "seconds": outcome.seconds,
+        **outcome.metrics,
+        "history": outcome.result.history,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null (strict JSON); tuples become lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _label_cmap(n: int) -> ListedColormap:
+    colors = [(0, 0, 0, 0)] + [(*(c / 255 for c in BTCV_COLORS[i % len(BTCV_COLORS)]), 0.55) for i in range(1, n)]
+    return ListedColormap(colors)
+
+
+def _axial(vol: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice in radiological display (patient right on screen left, anterior up) of a RAS
+    [H=x, W=y, D=z] volume."""
+    return vol[::-1, ::-1, k].T
+
+
+def _coronal(vol: np.ndarray, j: int) -> np.ndarray:
+    """Coronal slice (superior up, patient right on screen left) of a RAS [x, y, z] volume."""
+    return vol[::-1, j, ::-1].T
+
+
+def _most_changed(changed: np.ndarray, foreground: np.ndarray, axis: int) -> int:
+    """Index along ``axis`` where most labels flipped (else the foreground's centre)."""
+    others = tuple(a for a in range(3) if a != axis)
+    counts = changed.sum(axis=others)
+    if counts.max() > 0:
+        return int(counts.argmax())
+    fg = foreground.sum(axis=others)
+    return int(np.round((np.arange(len(fg)) * fg).sum() / max(fg.sum(), 1))) if fg.sum() else len(fg) // 2
+
+
+def _figures(job, folder: Path) -> dict[str, str]:
+    figures = {}
+    for outcome in job.outcomes:
+        name = f"{outcome.request.label}_slices.png"
+        _slices_figure(job, outcome, folder / name)
+        figures[f"{outcome.request.label} slices"] = f"figures/{name}"
+    if job.outcomes:
+        _dice_figure(job, folder / "dice.png")
+        _spectrum_figure(job, folder / "spectrum.png")
+        _history_figure(job, folder / "history.png")
+        figures.update(dice="figures/dice.png", spectrum="figures/spectrum.png", history="figures/history.png")
+    return figures
+
+
+def _slices_figure(job, outcome, path: Path) -> None:
+    x = job.x[0, 0].cpu().numpy()
+    adv = outcome.result.adv[0, 0].cpu().numpy()
+    clean_pred = job.clean_pred[0, 0].cpu().numpy()
+    adv_pred = outcome.adv_pred[0, 0].cpu().numpy()
+    a_min, a_max = job.ctx.window
+    delta_hu = (adv - x) * (a_max - a_min)
+    changed = clean_pred != adv_pred
+    n = len(job.loaded.spec.label_names)
+    cmap = _label_cmap(n)
+    spacing = job.ctx.model.spacing
+    lim = max(float(np.abs(delta_hu).max()), 1e-6)
+    views = [("axial", _axial, 2, spacing[1] / spacing[0]), ("coronal", _coronal, 1, spacing[2] / spacing[0])]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 8.5))
+    for row, (view, cut, axis, aspect) in enumerate(views):
+        index = _most_changed(changed, clean_pred > 0, axis)
+        panels = [
+            ("clean + segmentation", cut(x, index), cut(clean_pred, index)),
+            (f"{outcome.request.label} adversarial + segmentation", cut(adv, index), cut(adv_pred, index)),
+        ]
+        for col, (title, img, seg) in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1, aspect=aspect)
+            ax.imshow(seg, cmap=cmap, vmin=0, vmax=n - 1, interpolation="nearest", aspect=aspect)
+            ax.set_title(f"{title}\n{view} slice {index}", fontsize=9)
+        ax = axes[row, 2]
+        im = ax.imshow(cut(delta_hu, index), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect=aspect)
+        ax.set_title(f"perturbation (HU)\n{view} slice {index}", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax = axes[row, 3]
+        ax.imshow(cut(x, index), cmap="gray", vmin=0, vmax=1, aspect=aspect)
+        ax.imshow(np.ma.masked_where(~cut(changed, index), cut(changed, index)), cmap="autumn", aspect=aspect)
+        ax.set_title(f"labels that flipped ({int(changed.sum())} voxels in all)\n{view} slice {index}", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{outcome.request.label}: R on screen left (radiological view)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _organ_rows(job) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
+    """Organ names present in the reference, with Dice and HD95 per condition."""
+    first = next(iter(job.outcomes)).metrics["vs_reference"]["per_class"]
+    organs = [name for name, m in first.items() if m["ref_voxels"] > 0]
+    dice, hd = {}, {}
+    if job.clean_metrics is not None:
+        dice["clean"] = [job.clean_metrics["per_class"][o]["dice"] for o in organs]
+        hd["clean"] = [job.clean_metrics["per_class"][o]["hd95_mm"] for o in organs]
+    for outcome in job.outcomes:
+        per = outcome.metrics["vs_reference"]["per_class"]
+        dice[outcome.request.label] = [per[o]["dice"] for o in organs]
+        hd[outcome.request.label] = [per[o]["hd95_mm"] for o in organs]
+    return organs, dice, hd
+
+
+def _dice_figure(job, path: Path) -> None:
+    organs, dice, hd = _organ_rows(job)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, len(organs) * 0.9), 8), sharex=True)
+    width = 0.8 / max(len(dice), 1)
+    for i, name in enumerate(dice):
+        pos = np.arange(len(organs)) + i * width
+        axes[0].bar(pos, np.nan_to_num(dice[name]), width, label=name)
+        axes[1].bar(pos, np.nan_to_num(hd[name]), width, label=name)
+    reference = "ground truth" if job.ground_truth is not None else "the clean prediction"
+    axes[0].set_ylabel(f"Dice vs {reference}")
+    axes[0].set_ylim(0, 1)
+    axes[1].set_ylabel("HD95 (mm)")
+    axes[0].legend(fontsize=8)
+    axes[1].set_xticks(np.arange(len(organs)) + 0.4 - width / 2)
+    axes[1].set_xticklabels(organs, rotation=40, ha="right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _spectrum_figure(job, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bands = len(job.outcomes[0].metrics["perturbation"]["band_energy"])
+    width = 0.8 / len(job.outcomes)
+    for i, outcome in enumerate(job.outcomes):
+        ax.bar(np.arange(bands) + i * width, outcome.metrics["perturbation"]["band_energy"], width, label=outcome.request.label)
+    ax.set_xticks(np.arange(bands) + 0.4 - width / 2)
+    ax.set_xticklabels([f"{b / bands:.2f}-{(b + 1) / bands:.2f}" for b in range(bands)])
+    ax.set_xlabel("radial frequency band (fraction of the highest)")
+    ax.set_ylabel("share of perturbation energy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _history_figure(job, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for outcome in job.outcomes:
+        hist = outcome.result.history
+        if len(hist) > 1:
+            ax.plot([h["step"] for h in hist], [h["loss"] for h in hist], marker=".", label=f"{outcome.request.label} loss")
+            if "ssim" in hist[0]:
+                ax.plot([h["step"] for h in hist], [h["ssim"] for h in hist], ls="--", label=f"{outcome.request.label} SSIM")
+    ax.set_xlabel("attack step")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _summary_rows(report: dict[str, Any]) -> str:
+    rows = []
+    clean = report["clean_vs_ground_truth"]
+    if clean:
+        rows.append(f"<tr><td>clean</td><td>{_fmt(clean['mean_dice'])}</td><td>{_fmt(clean['mean_hd95_mm'], 1)}</td>" + "<td>–</td>" * 6 + "</tr>")
+    for name, a in report["attacks"].items():
+        p = a["perturbation"]
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{_fmt(a['vs_reference']['mean_dice'])}</td>"
+            f"<td>{_fmt(a['vs_reference']['mean_hd95_mm'], 1)}</td><td>{_fmt(a['vs_clean_prediction']['mean_dice'])}</td>"
+            f"<td>{_fmt(100 * a['flip_rate'], 2)}</td><td>{_fmt(a['perturbation_hu_linf'], 1)}</td>"
+            f"<td>{_fmt(p['psnr_db'], 1)}</td><td>{_fmt(p['ssim'], 4)}</td><td>{_fmt(a['seconds'], 1)}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+def _organ_table(report: dict[str, Any]) -> str:
+    attacks = report["attacks"]
+    if not attacks:
+        return ""
+    names = list(attacks)
+    head = "".join(f"<th>{html.escape(n)} Dice</th>" for n in names)
+    clean = report["clean_vs_ground_truth"]
+    head = ("<th>clean Dice</th>" if clean else "") + head
+    rows = []
+    for organ, m in attacks[names[0]]["vs_reference"]["per_class"].items():
+        cells = f"<td>{_fmt(clean['per_class'][organ]['dice'])}</td>" if clean else ""
+        cells += "".join(f"<td>{_fmt(attacks[n]['vs_reference']['per_class'][organ]['dice'])}</td>" for n in names)
+        rows.append(f"<tr><td>{html.escape(organ)}</td><td>{m['ref_voxels']}</td>{cells}</tr>")
+    return f"<table><tr><th>organ</th><th>reference voxels</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _html(report: dict[str, Any]) -> str:
+    figures = "".join(
+        f"<figure><img src='{html.escape(src)}' alt='{html.escape(title)}'><figcaption>{html.escape(title)}</figcaption></figure>"
+        for title, src in report["figures"].items()
+    )
+    files = "".join(f"<li><a href='{html.escape(f)}'>{html.escape(f)}</a></li>" for f in report["files"].values())
+    ref = html.escape(report["reference"])
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>FreqAdvSegment report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child{{text-align:left}}
+img{{max-width:100%}} figure{{margin:1em 0}}</style></head><body>
+<h1>FreqAdvSegment report</h1>
+<p>Model <b>{html.escape(report['model']['name'])}</b> ({html.escape(report['model']['spec']['arch'])}) on {html.escape(report['device'])};
+input grid {html.escape(str(report['input_grid']['size']))} at {html.escape(_spacing(report['input_grid']['spacing_mm']))} mm,
+model grid {html.escape(str(report['model_grid']['size']))} at {html.escape(_spacing(report['model_grid']['spacing_mm']))} mm.
+Metrics are on the input's grid, against the <b>{ref}</b>; means exclude background unless asked.</p>
+<h2>Summary</h2>
+<table id="summary"><tr><th>condition</th><th>mean Dice vs {ref}</th><th>mean HD95 (mm)</th><th>Dice vs clean prediction</th>
+<th>labels flipped (%)</th><th>L-inf (HU)</th><th>PSNR (dB)</th><th>SSIM</th><th>seconds</th></tr>
+{_summary_rows(report)}</table>
+<h2>Per organ</h2>{_organ_table(report)}
+<h2>Figures</h2>{figures}
+<h2>Files</h2><ul>{files}</ul>
+<p style="color:#777">freqadvsegment {html.escape(report['freqadvsegment_version'])}</p>
+</body></html>
+"""
+
+
+def _spacing(spacing) -> str:
+    return " x ".join(f"{s:.2f}" for s in spacing)
