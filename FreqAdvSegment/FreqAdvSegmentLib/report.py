@@ -221,7 +221,10 @@ def _history_figure(job, path: Path) -> None:
             if "ssim" in hist[0]:
                 ax.plot([h["step"] for h in hist], [h["ssim"] for h in hist], ls="--", label=f"{outcome.request.label} SSIM")
     ax.set_xlabel("attack step")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "single-step attacks: no history", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
