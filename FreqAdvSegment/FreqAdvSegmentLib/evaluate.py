@@ -27,7 +27,7 @@ def load_datalist(path: str | Path, split: str = "validation") -> list[dict[str,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"datalist not found: {path}")
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     if split not in data:
         raise ValueError(f"datalist {path} has no {split!r} list (it has: {', '.join(data)}); choose one with --split")
     cases = []
@@ -65,8 +65,8 @@ def evaluate_datalist(
     text = summary_markdown(summary, datalist, split, len(cases))
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_csv(rows, tmp / "results.csv")
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-        (tmp / "summary.md").write_text(text)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        (tmp / "summary.md").write_text(text, encoding="utf-8")
     return text
 
 
@@ -114,7 +114,7 @@ def summary_markdown(summary: dict, datalist: str | Path, split: str, n_cases: i
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     fields = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

@@ -34,8 +34,8 @@ def write_report(job, folder: Path, files: dict[str, str]) -> dict[str, Any]:
     report = report_dict(job, files)
     figures = _figures(job, folder / "figures")
     report["figures"] = figures
-    (folder / "report.json").write_text(json.dumps(_json_safe(report), indent=2))
-    (folder / "report.html").write_text(_html(report))
+    (folder / "report.json").write_text(json.dumps(_json_safe(report), indent=2), encoding="utf-8")
+    (folder / "report.html").write_text(_html(report), encoding="utf-8")
     return report
 
 
@@ -131,7 +131,8 @@ def _slices_figure(job, outcome, path: Path) -> None:
     n = len(job.loaded.spec.label_names)
     cmap = _label_cmap(n)
     spacing = job.ctx.model.spacing
-    lim = max(float(np.abs(delta_hu).max()), 1e-6)
+    # A robust colour limit: a few large changes at air/bone edges would wash out the rest.
+    lim = max(float(np.percentile(np.abs(delta_hu), 99.5)), 1e-6)
     views = [("axial", _axial, 2, spacing[1] / spacing[0]), ("coronal", _coronal, 1, spacing[2] / spacing[0])]
     fig, axes = plt.subplots(2, 4, figsize=(16, 8.5))
     for row, (view, cut, axis, aspect) in enumerate(views):

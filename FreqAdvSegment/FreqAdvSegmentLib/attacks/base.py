@@ -118,6 +118,7 @@ class Attack:
             else:
                 check_labels(labels, images)
                 y = labels.detach().to(device=device, dtype=torch.long).clone()
+            self._tick(progress, 0, int(getattr(self, "steps", 1)))  # show the bar before step 1
             result = self._attack(x, y, progress)
         result.adv = result.adv.detach()
         return result
