@@ -1,0 +1,265 @@
+"""Segment or attack a volume node through the engine's child process, results into the scene.
+
+This is everything the module's Logic does except what needs the desktop (dependency install,
+dialogs): FreqAdvSegment.py wraps it, and tests call it directly.
+
+    run = EngineRun(scene, ct_node, "attack", method="vafa", params={"q_max": 20, "steps": 5})
+    results = run.run()                       # blocking; or start() / poll() / finish() / cancel()
+
+Inputs are written to a temporary folder as NRRD (geometry exact), the CLI writes NRRD results
+there, and only a successful run touches the scene: a failed or cancelled run leaves it exactly
+as it was. The input nodes are only read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import read_image, write_image
+from ..labels import BTCV_LABELS
+from .engine_process import EngineJob, Progress, engine_command, engine_environment, overall_fraction
+from .results import OutputNodes, ResultNodes, load_results
+from .segmentations import labels_from_segmentation, segmentation_from_labels
+from .volumes import image_from_volume_node
+
+ATTACK_METHODS = ("vafa", "pgd", "fgsm", "bim", "cw", "gn")
+
+
+@dataclass
+class EngineSettings:
+    """How to run the model (the CLI's model and device options) and where to work.
+
+    Attributes:
+        model: registry name, checkpoint file or MONAI bundle folder.
+        device: auto, cpu, cuda or cuda:N.
+        roi, overlap, sw_batch_size, amp, seed, include_background: as the CLI's options;
+            None keeps the CLI's default.
+        label_names: the model's labels, to write a ground-truth segmentation as label values.
+        work_root: parent of the temporary folders (default: the system's).
+        keep_folder: keep the engine's output folder (report.html, figures) here.
+        python: interpreter for the child (default: PythonSlicer inside Slicer, else this one).
+        environment: the child's base environment (default: this process's; the desktop
+            passes Slicer's startup environment, as for any PythonSlicer child).
+    """
+
+    model: str = "demo-unet"
+    device: str = "auto"
+    roi: Sequence[int] | None = None
+    overlap: float | None = None
+    sw_batch_size: int | None = None
+    amp: str | None = None
+    seed: int | None = None
+    include_background: bool = False
+    label_names: Sequence[str] = BTCV_LABELS
+    work_root: str | Path | None = None
+    keep_folder: str | Path | None = None
+    python: str | None = None
+    environment: dict[str, str] | None = None
+
+    def arguments(self) -> list[str]:
+        args = ["--model", str(self.model), "--device", self.device]
+        if self.roi is not None:
+            args += ["--roi", ",".join(str(int(v)) for v in self.roi)]
+        for flag, value in (("--overlap", self.overlap), ("--sw-batch-size", self.sw_batch_size), ("--amp", self.amp), ("--seed", self.seed)):
+            if value is not None:
+                args += [flag, str(value)]
+        return args + (["--include-background"] if self.include_background else [])
+
+
+@dataclass
+class AttackChoices:
+    """An attack as the module's panel sets it up; intensities on the 0-255 scale, as the paper
+    writes budgets (4/255). :meth:`parameters` gives the engine's parameters for one method."""
+
+    steps: int = 20
+    q_max: float = 20.0
+    q_min: float = 1.0
+    q_init_from_max: bool = True
+    block_size: int = 8
+    ssim_weight: float = 1.0
+    eps255: float = 4.0
+    alpha255: float = 2.55
+    std255: float = 4.0
+    cw_c: float = 1.0
+
+    def parameters(self, method: str) -> dict[str, Any]:
+        """Only the parameters ``method`` takes, in the engine's units ([0, 1] intensities)."""
+        method = method.lower()
+        if method == "vafa":
+            params = {"steps": self.steps, "q_max": self.q_max, "q_min": self.q_min,
+                      "block_size": self.block_size, "ssim_weight": self.ssim_weight}
+            return {**params, "q_init": self.q_max} if self.q_init_from_max else params
+        if method in ("pgd", "bim"):
+            return {"steps": self.steps, "eps": self.eps255 / 255.0, "alpha": self.alpha255 / 255.0}
+        if method == "fgsm":
+            return {"eps": self.eps255 / 255.0}
+        if method == "gn":
+            return {"std": self.std255 / 255.0}
+        if method == "cw":
+            return {"steps": self.steps, "c": self.cw_c}
+        raise ValueError(f"unknown attack method {method!r}; choose one of {', '.join(ATTACK_METHODS)}")
+
+
+def attack_arguments(method: str, params: dict[str, Any]) -> list[str]:
+    """CLI flags for one attack: ``{"q_max": 20, "public_code": True}`` -> --q-max 20 --public-code."""
+    method = method.lower()
+    if method not in ATTACK_METHODS:
+        raise ValueError(f"unknown attack method {method!r}; choose one of {', '.join(ATTACK_METHODS)}")
+    args = ["--method", method]
+    for key, value in params.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif value is not None:
+            args += [flag, repr(float(value)) if isinstance(value, float) else str(value)]
+    return args
+
+
+@dataclass
+class EngineRun:
+    """One engine call for a volume node. ``kind`` is "attack" or "segment"."""
+
+    scene: Any
+    volume: Any
+    kind: str = "attack"
+    method: str = "vafa"
+    params: dict[str, Any] = field(default_factory=dict)
+    ground_truth: Any = None
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    outputs: OutputNodes | None = None
+    segmentation_node: Any = None  # for kind "segment": an existing node to fill
+    job: EngineJob | None = field(default=None, init=False)
+    workdir: Path | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        """Write the inputs and start the child; raises ValueError for unusable inputs."""
+        if self.kind not in ("attack", "segment"):
+            raise ValueError(f"kind must be 'attack' or 'segment', got {self.kind!r}")
+        if self.volume is None or self.volume.GetImageData() is None:
+            raise ValueError("choose an input volume that has voxels")
+        self.workdir = Path(tempfile.mkdtemp(prefix="freqadv-", dir=self.settings.work_root))
+        try:
+            command = self._command()
+        except BaseException:
+            self._clean()
+            raise
+        self.job = EngineJob(command, engine_environment(self.settings.environment))
+        self.job.start()
+
+    def poll(self) -> bool:
+        """True while the child runs."""
+        return self.job is not None and self.job.poll() is None
+
+    @property
+    def progress(self) -> Progress | None:
+        return self.job.progress if self.job else None
+
+    @property
+    def fraction(self) -> float | None:
+        """0..1 done, or None when the engine reports no progress (segmentation only)."""
+        if self.kind == "segment":
+            return None
+        return overall_fraction(self.progress, [self.method.lower()])
+
+    def status(self) -> str:
+        """One line for a status bar."""
+        progress = self.progress
+        if progress is None:
+            return "loading the model and segmenting..." if self.kind == "segment" else "starting the engine..."
+        return f"{progress.stage}: {progress.done}/{progress.total}"
+
+    def cancel(self) -> None:
+        """Kill the child's whole process tree and remove the temporary files; the scene is
+        left as it was."""
+        if self.job is not None:
+            self.job.cancel()
+        self._clean()
+
+    def finish(self) -> Any:
+        """After the child exited: load the results into the scene (ResultNodes for an attack,
+        the segmentation node for a segmentation). Raises EngineError if the child failed."""
+        if self.job is None:
+            raise RuntimeError("start() the run first")
+        try:
+            self.job.check()
+            return self._load()
+        finally:
+            self._clean()
+
+    def run(self, on_progress: Callable[[EngineRun], None] | None = None, keep_alive: Callable[[], None] | None = None) -> Any:
+        """start(), wait (calling ``on_progress(self)`` and ``keep_alive()`` meanwhile), finish()."""
+        self.start()
+        try:
+            self.job.wait(lambda _: on_progress(self) if on_progress else None, keep_alive)
+        except BaseException:
+            self.cancel()
+            raise
+        return self.finish()
+
+    # --- internals --------------------------------------------------------------------------
+
+    @property
+    def output_dir(self) -> Path:
+        assert self.workdir is not None
+        return Path(self.settings.keep_folder) if self.settings.keep_folder else self.workdir / "out"
+
+    def _command(self) -> list[str]:
+        assert self.workdir is not None
+        input_path = self.workdir / "input.nrrd"
+        write_image(image_from_volume_node(self.volume), input_path)
+        args = [input_path, "-o", self.output_dir, *self.settings.arguments()]
+        if self.settings.keep_folder:
+            args.append("--overwrite")
+        if self.kind == "segment":
+            return engine_command("segment", args, self.settings.python)
+        args += ["--format", "nrrd", *attack_arguments(self.method, self.params)]
+        if self.ground_truth is not None:
+            labels_path = self.workdir / "labels.nrrd"
+            write_image(labels_from_segmentation(self.ground_truth, self.volume, self.settings.label_names), labels_path)
+            args += ["--labels", labels_path]
+        return engine_command("attack", args, self.settings.python)
+
+    def _load(self) -> Any:
+        """Results into the scene; if loading fails half-way, the nodes it added are removed."""
+        before = _node_ids(self.scene)
+        try:
+            return self._load_into_scene()
+        except BaseException:
+            for node_id in _node_ids(self.scene) - before:
+                node = self.scene.GetNodeByID(node_id)
+                if node is not None:
+                    self.scene.RemoveNode(node)
+            raise
+
+    def _load_into_scene(self) -> Any:
+        if self.kind == "segment":
+            labels = read_image(next(self.output_dir.glob("segmentation.*")))
+            name = f"{self.volume.GetName()} segmentation"
+            return segmentation_from_labels(self.scene, labels, name, tuple(self.settings.label_names), self.volume, self.segmentation_node)
+        return load_results(self.scene, self.output_dir, self.volume, self.ground_truth, outputs=self.outputs)
+
+    def _clean(self) -> None:
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+def _node_ids(scene: Any) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def segment(scene: Any, volume: Any, settings: EngineSettings | None = None, **run: Any) -> Any:
+    """Segment ``volume`` with the model; returns a new (or ``segmentation_node``) node."""
+    return EngineRun(scene, volume, "segment", settings=settings or EngineSettings(), **run).run()
+
+
+def attack(scene: Any, volume: Any, method: str = "vafa", ground_truth: Any = None,
+           settings: EngineSettings | None = None, outputs: OutputNodes | None = None, **params: Any) -> ResultNodes:
+    """Segment, attack with ``method`` (its parameters as keywords, e.g. q_max=20, steps=20)
+    and load everything into ``scene``; blocking."""
+    return EngineRun(scene, volume, "attack", method, params, ground_truth, settings or EngineSettings(), outputs).run()

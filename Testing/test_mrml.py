@@ -1,0 +1,648 @@
+"""The MRML bridge (FreqAdvSegmentLib.mrml) against a real MRML scene from the slicer-core wheel.
+
+Skipped where slicer-core is not installed. One engine run (FGSM on the shipped sample CT with
+the shipped model, through the same child process the Slicer module uses) feeds the flow,
+table, scene and rendering tests; everything else is synthetic and fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+
+import vtk  # noqa: E402  (comes with slicer-core)
+
+from FreqAdvSegmentLib.io import read_image  # noqa: E402
+from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
+from FreqAdvSegmentLib.mrml import display, engine_process, terminology, views  # noqa: E402
+from FreqAdvSegmentLib.mrml.logic import AttackChoices, EngineRun, EngineSettings, attack_arguments  # noqa: E402
+from FreqAdvSegmentLib.mrml.render import OffscreenViews  # noqa: E402
+from FreqAdvSegmentLib.mrml.results import load_results, read_report, write_scene  # noqa: E402
+from FreqAdvSegmentLib.mrml.scene import load_scene, new_scene, save_scene  # noqa: E402
+from FreqAdvSegmentLib.mrml.segmentations import (  # noqa: E402
+    labels_from_segmentation,
+    segment_label_values,
+    segmentation_from_labels,
+)
+from FreqAdvSegmentLib.mrml.tables import dice_chart, metrics_rows, metrics_table  # noqa: E402
+from FreqAdvSegmentLib.mrml.volumes import image_from_volume_node, volume_node_from_image  # noqa: E402
+from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path  # noqa: E402
+
+RGB = {name: np.array(color) for name, color in zip(BTCV_LABELS, BTCV_COLORS)}
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scene():
+    """A fresh headless scene, also set as slicer.mrmlScene (some slicer.util helpers read it)."""
+    scene = new_scene()
+    previous = getattr(slicer, "mrmlScene", None)
+    slicer.mrmlScene = scene
+    yield scene
+    slicer.mrmlScene = previous
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return read_image(sample_ct_path()), read_image(sample_labels_path())
+
+
+@pytest.fixture(scope="module")
+def model_name(tmp_path_factory) -> str:
+    """The shipped demo model; if this checkout does not ship its weights yet, a randomly
+    initialised network of the same architecture (the flow is the same, only the Dice differs)."""
+    from FreqAdvSegmentLib.models import resolve_model
+
+    try:
+        resolve_model("demo-unet")
+        return "demo-unet"
+    except FileNotFoundError:
+        import torch
+        from monai.networks.nets import UNet  # noqa: F401  (build_model needs MONAI)
+
+        from FreqAdvSegmentLib.models import ModelSpec, build_model, save_model
+
+        spec = ModelSpec(arch="unet", arch_args={"in_channels": 1, "out_channels": 14, "channels": (16, 32, 64, 128),
+                                                 "strides": (2, 2, 2), "num_res_units": 1},
+                         target_spacing=(3.0, 3.0, 3.0), roi_size=(128, 112, 112))
+        torch.manual_seed(0)
+        path = tmp_path_factory.mktemp("model") / "stand_in_demo_unet.safetensors"
+        save_model(path, build_model(spec), spec)
+        return str(path)
+
+
+@pytest.fixture(scope="module")
+def engine_run(sample, model_name, tmp_path_factory):
+    """FGSM through EngineRun (child process, NRRD in and out) on the sample, with its labels as
+    ground truth; the engine's output folder is kept for the scene tests."""
+    scene = new_scene()
+    slicer.mrmlScene = scene
+    ct = volume_node_from_image(scene, sample[0], "patientA")
+    truth = segmentation_from_labels(scene, sample[1], "ground truth", reference_volume=ct)
+    before = _snapshot(scene, ct, truth)
+    folder = tmp_path_factory.mktemp("engine") / "out"
+    settings = EngineSettings(model=model_name, device="cpu", keep_folder=folder)
+    fractions = []
+    run = EngineRun(scene, ct, "attack", "fgsm", {"eps": 4 / 255}, truth, settings)
+    results = run.run(on_progress=lambda r: fractions.append(r.fraction))
+    return {"scene": scene, "ct": ct, "truth": truth, "before": before, "results": results,
+            "folder": folder, "fractions": fractions, "model": model_name}
+
+
+def _ijk_to_ras(volume) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix).copy()
+
+
+def _snapshot(scene, volume, segmentation) -> dict:
+    return {
+        "voxels": slicer.util.arrayFromVolume(volume).copy(),
+        "ijk_to_ras": _ijk_to_ras(volume),
+        "segments": segmentation.GetSegmentation().GetSegmentIDs(),
+        "source": segmentation.GetSegmentation().GetSourceRepresentationName(),
+    }
+
+
+def _oblique_image(dtype=np.int16) -> sitk.Image:
+    """Asymmetric voxels on a rotated, anisotropic grid (any axis mix-up changes something)."""
+    voxels = np.arange(6 * 7 * 8).reshape(6, 7, 8).astype(dtype)  # [k, j, i]
+    image = sitk.GetImageFromArray(voxels)
+    image.SetSpacing((0.7, 1.1, 2.5))
+    image.SetOrigin((-12.0, 30.5, 7.25))
+    a, b = 0.4, -0.3  # rotations about z, then x: every direction cosine is non-trivial
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    image.SetDirection(tuple((rz @ rx).ravel()))
+    return image
+
+
+# --- volumes -------------------------------------------------------------------------------------
+
+
+def test_volume_node_round_trip_with_oblique_direction(scene):
+    image = _oblique_image()
+    node = volume_node_from_image(scene, image, "oblique")
+    back = image_from_volume_node(node)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
+    assert back.GetPixelID() == image.GetPixelID()
+    np.testing.assert_allclose(back.GetSpacing(), image.GetSpacing(), atol=1e-12)
+    np.testing.assert_allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-9)
+    np.testing.assert_allclose(back.GetDirection(), image.GetDirection(), atol=1e-12)
+
+
+def test_volume_node_places_every_voxel_where_itk_does(scene):
+    """Slicer's IJK-to-RAS maps each voxel to ITK's physical point with x and y negated
+    (LPS -> RAS), including the voxel order of the array."""
+    image = _oblique_image()
+    node = volume_node_from_image(scene, image, "oblique")
+    ijk_to_ras = _ijk_to_ras(node)
+    for index in [(0, 0, 0), (7, 0, 0), (0, 6, 0), (0, 0, 5), (3, 4, 2)]:
+        lps = np.array(image.TransformIndexToPhysicalPoint(index))
+        ras = ijk_to_ras @ np.array([*index, 1.0])
+        np.testing.assert_allclose(ras[:3], lps * [-1, -1, 1], atol=1e-9)
+        i, j, k = index
+        assert slicer.util.arrayFromVolume(node)[k, j, i] == image[index]
+
+
+def test_slicer_nrrd_writer_agrees_with_simpleitk(scene, tmp_path):
+    """Independent check of the LPS/RAS handling: Slicer's own NRRD writer, read by ITK."""
+    image = _oblique_image(np.float32)
+    node = volume_node_from_image(scene, image, "oblique")
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(tmp_path / "slicer.nrrd"))
+    assert storage.WriteData(node)
+    written = sitk.ReadImage(str(tmp_path / "slicer.nrrd"))
+    np.testing.assert_allclose(written.GetOrigin(), image.GetOrigin(), atol=1e-6)
+    np.testing.assert_allclose(written.GetDirection(), image.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(written.GetSpacing(), image.GetSpacing(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(image))
+
+
+def test_model_input_is_the_engines_preprocessing(scene, sample):
+    from types import SimpleNamespace
+
+    from FreqAdvSegmentLib.models import ModelSpec
+    from FreqAdvSegmentLib.mrml.volumes import model_input
+    from FreqAdvSegmentLib.pipeline import preprocessing_for
+    from FreqAdvSegmentLib.preprocess import prepare
+
+    loaded = SimpleNamespace(spec=ModelSpec(arch="unet", target_spacing=(3.0, 3.0, 3.0)))
+    node = volume_node_from_image(scene, sample[0], "ct")
+    x, ctx = model_input(node, loaded)
+    expected, expected_ctx = prepare(sample[0], preprocessing_for(loaded))
+    assert x.shape == expected.shape and bool((x == expected).all())
+    assert ctx.model == expected_ctx.model
+
+
+def test_volume_errors_are_clear(scene):
+    empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    with pytest.raises(ValueError, match="has no voxels"):
+        image_from_volume_node(empty)
+    with pytest.raises(ValueError, match="3D scalar"):
+        volume_node_from_image(scene, sitk.Image(4, 4, sitk.sitkUInt8), "2d")
+
+
+# --- segmentations -------------------------------------------------------------------------------
+
+
+def test_label_map_becomes_named_coloured_coded_segments_with_surfaces(scene, sample):
+    ct_image, labels = sample
+    ct = volume_node_from_image(scene, ct_image, "ct")
+    node = segmentation_from_labels(scene, labels, "truth", BTCV_LABELS, ct)
+    segmentation = node.GetSegmentation()
+    present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v)
+    assert list(segmentation.GetSegmentIDs()) == [BTCV_LABELS[v] for v in present]
+    assert len(present) >= 10, "the sample shows most BTCV organs"
+    for value in present:
+        name = BTCV_LABELS[value]
+        segment = segmentation.GetSegment(name)
+        assert segment.GetName() == name
+        assert segment.GetLabelValue() == value
+        np.testing.assert_allclose(segment.GetColor(), RGB[name] / 255, atol=1e-6)
+        assert segment.GetTerminology() == terminology.terminology_entry(name)
+        surface = vtk.vtkPolyData()
+        assert node.GetClosedSurfaceRepresentation(name, surface)
+        assert surface.GetNumberOfPoints() > 0, f"{name} has no closed surface"
+    assert node.GetDisplayNode().GetPreferredDisplayRepresentationName3D() == "Closed surface"
+    assert node.GetLabelmapConversionColorTableNode().GetColorName(6) == "liver"
+    # Shared labelmap: one layer, each segment's voxels are its own label value.
+    shared = slicer.util.arrayFromSegmentInternalBinaryLabelmap(node, "liver")
+    assert segmentation.GetNumberOfLayers() == 1
+    assert (shared == 6).sum() == (sitk.GetArrayViewFromImage(labels) == 6).sum()
+
+
+def test_segmentation_back_to_label_values(scene, sample):
+    ct_image, labels = sample
+    ct = volume_node_from_image(scene, ct_image, "ct")
+    node = segmentation_from_labels(scene, labels, "truth", BTCV_LABELS, ct)
+    back = labels_from_segmentation(node, ct, BTCV_LABELS)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
+    np.testing.assert_allclose(back.GetOrigin(), labels.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(back.GetDirection(), labels.GetDirection(), atol=1e-9)
+
+
+def test_user_segments_match_labels_by_terminology_or_name(scene):
+    image = sitk.Image(10, 10, 10, sitk.sitkUInt8)
+    node = segmentation_from_labels(scene, image, "user", BTCV_LABELS)
+    segmentation = node.GetSegmentation()
+    segmentation.AddEmptySegment("a", "Right_Kidney")  # a name in another spelling
+    segmentation.AddEmptySegment("b", "organ 7")  # a name matching nothing, standard codes
+    other_context = "Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~~^^~^^"
+    segmentation.GetSegment("b").SetTerminology(other_context)
+    assert segment_label_values(node, BTCV_LABELS) == {"a": 2, "b": 6}
+    segmentation.AddEmptySegment("c", "tumour")
+    with pytest.raises(ValueError, match="tumour"):
+        segment_label_values(node, BTCV_LABELS)
+
+
+def test_terminology_file_is_current_and_slicer_reads_it():
+    assert terminology.TERMINOLOGY_FILE.read_text(encoding="utf-8") == terminology.terminology_json(), \
+        "regenerate the .term.json from FreqAdvSegmentLib.mrml.terminology.terminology_json()"
+    logic = slicer.vtkSlicerTerminologiesModuleLogic()
+    assert terminology.load_terminology(logic) == terminology.CONTEXT
+    for name in BTCV_LABELS[1:]:
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert logic.FindTypeInTerminologyBy3dSlicerLabel(terminology.CONTEXT, name, entry), name
+        found = logic.SerializeTerminologyEntry(entry).split("~")
+        ours = terminology.terminology_entry(name).split("~")
+        assert found[:4] == ours[:4], name  # context, category, type, modifier
+        coded = entry.GetTypeModifierObject() if entry.GetTypeModifierObject().GetCodeValue() else entry.GetTypeObject()
+        assert tuple(coded.GetRecommendedDisplayRGBValue()) == tuple(RGB[name])
+
+
+# --- display -------------------------------------------------------------------------------------
+
+
+def test_perturbation_display_is_diverging_and_centred(scene):
+    values = np.zeros((6, 7, 8), np.float32)
+    values[:, :, :4] = np.linspace(-9, -1, 6 * 7 * 4).reshape(6, 7, 4)
+    values[:, :, 4:] = np.linspace(1, 5, 6 * 7 * 4).reshape(6, 7, 4)
+    node = volume_node_from_image(scene, sitk.GetImageFromArray(values), "perturbation")
+    limit = display.show_perturbation(node)
+    shown = node.GetDisplayNode()
+    assert shown.GetAutoWindowLevel() == 0
+    assert shown.GetLevel() == 0.0, "the colour map is centred at zero"
+    assert math.isclose(shown.GetWindow(), 2 * limit)
+    assert limit == pytest.approx(np.percentile(np.abs(values[values != 0]), 99.5))
+    colors = shown.GetColorNode()
+    assert colors.GetName() == display.PERTURBATION_COLORS_NAME
+    n = colors.GetNumberOfColors()
+    low, mid, high = (np.array(colors.GetLookupTable().GetTableValue(i)) for i in (0, n // 2, n - 1))
+    assert low[2] > low[0] + 0.3, "negative = blue"
+    assert high[0] > high[1] + 0.2 and high[0] > high[2] + 0.2, "positive = red"
+    assert mid[:3].min() > 0.9 and mid[3] == 0, "zero = white and see-through in overlays"
+    assert low[3] == 1 and high[3] == 1
+    legends = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    assert any(d.IsA("vtkMRMLColorLegendDisplayNode") for d in legends)
+    assert display.show_perturbation(node, limit_hu=20.0) == 20.0
+    assert shown.GetWindow() == 40.0 and shown.GetLevel() == 0.0
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _report(with_truth: bool = True) -> dict:
+    organs = {"spleen": (0.9, 3.0, 100), "liver": (0.95, 2.0, 900), "gallbladder": (None, None, 0)}
+    def block(shift: float) -> dict:
+        per = {name: {"dice": None if d is None else d - shift, "hd95_mm": None if h is None else h + 10 * shift,
+                      "ref_voxels": v, "pred_voxels": v, "note": None} for name, (d, h, v) in organs.items()}
+        return {"per_class": per, "mean_dice": 0.925 - shift, "mean_hd95_mm": 2.5 + 10 * shift}
+    return {"reference": "ground truth" if with_truth else "clean prediction",
+            "clean_vs_ground_truth": block(0.0) if with_truth else None,
+            "attacks": {"vafa": {"vs_reference": block(0.3)}, "pgd": {"vs_reference": block(0.5)}}}
+
+
+def test_metrics_table_holds_the_reports_numbers(scene):
+    table = metrics_table(scene, _report())
+    names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
+    assert names == ["organ", "reference voxels", "Dice clean", "HD95 clean (mm)", "Dice vafa", "HD95 vafa (mm)",
+                     "Dice drop vafa", "Dice pgd", "HD95 pgd (mm)", "Dice drop pgd"]
+    organs = [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())]
+    assert organs == ["spleen", "liver", "mean (organs)"], "absent organs are left out, the mean is added"
+    dice_vafa = slicer.util.arrayFromTableColumn(table, "Dice vafa")
+    np.testing.assert_allclose(dice_vafa, [0.6, 0.65, 0.625])
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Dice drop pgd"), [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "HD95 vafa (mm)"), [6.0, 5.0, 5.5])
+    assert table.GetAttribute("FreqAdvSegment.reference") == "ground truth"
+
+
+def test_without_ground_truth_clean_is_the_reference(scene):
+    organs, columns = metrics_rows(_report(with_truth=False))
+    assert columns["Dice clean"] == [1.0] * len(organs)
+    assert columns["HD95 clean (mm)"] == [0.0] * len(organs)
+
+
+def test_dice_chart_has_one_bar_series_per_condition(scene):
+    table = metrics_table(scene, _report())
+    chart = dice_chart(scene, table)
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    assert [s.GetYColumnName() for s in series] == ["Dice clean", "Dice vafa", "Dice pgd"]
+    assert all(s.GetPlotType() == s.PlotTypeBar and s.GetTableNode() is table for s in series)
+    assert all(s.GetLabelColumnName() == "organ" for s in series)
+    assert "ground truth" in chart.GetTitle()
+
+
+# --- scenes --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".mrb", ".mrml"])
+def test_scene_saved_and_loaded_back_intact(scene, sample, tmp_path, suffix):
+    ct_image, labels = sample
+    ct = volume_node_from_image(scene, ct_image, "ct")
+    display.show_ct(ct)
+    truth = segmentation_from_labels(scene, labels, "truth", BTCV_LABELS, ct)
+    perturbation = volume_node_from_image(scene, _oblique_image(np.float32), "perturbation")
+    limit = display.show_perturbation(perturbation)
+    table = metrics_table(scene, _report())
+    dice_chart(scene, table, "chart")
+
+    path = save_scene(scene, tmp_path / f"saved{suffix}")
+    loaded = load_scene(path)
+
+    ct2 = loaded.GetFirstNodeByName("ct")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(ct2), sitk.GetArrayFromImage(ct_image))
+    np.testing.assert_allclose(image_from_volume_node(ct2).GetOrigin(), ct_image.GetOrigin(), atol=1e-4)
+    p2 = loaded.GetFirstNodeByName("perturbation")
+    np.testing.assert_allclose(image_from_volume_node(p2).GetDirection(), _oblique_image().GetDirection(), atol=1e-6)
+    assert p2.GetDisplayNode().GetColorNode().GetName() == display.PERTURBATION_COLORS_NAME
+    assert (p2.GetDisplayNode().GetWindow(), p2.GetDisplayNode().GetLevel()) == pytest.approx((2 * limit, 0.0))
+    truth2 = loaded.GetFirstNodeByName("truth").GetSegmentation()
+    assert truth2.GetSegmentIDs() == truth.GetSegmentation().GetSegmentIDs()
+    liver = truth2.GetSegment("liver")
+    assert liver.GetTerminology() == terminology.terminology_entry("liver")
+    np.testing.assert_allclose(liver.GetColor(), RGB["liver"] / 255, atol=1e-6)
+    back = labels_from_segmentation(loaded.GetFirstNodeByName("truth"), ct2, BTCV_LABELS)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
+    table2 = loaded.GetFirstNodeByName(table.GetName())
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table2, "Dice vafa"), [0.6, 0.65, 0.625])
+    chart2 = loaded.GetFirstNodeByName("chart")
+    assert chart2.GetNumberOfPlotSeriesNodes() == 3
+    assert chart2.GetNthPlotSeriesNode(0).GetTableNode().GetName() == table.GetName()
+
+
+# --- the engine run (the module's Logic path) ----------------------------------------------------
+
+
+def test_attack_flow_creates_every_result(engine_run, sample):
+    results, ct = engine_run["results"], engine_run["ct"]
+    ct_image = sample[0]
+    adversarial = image_from_volume_node(results.adversarial_volume)
+    perturbation = image_from_volume_node(results.perturbation_volume)
+    for image in (adversarial, perturbation):  # on the input's grid, geometry preserved
+        assert image.GetSize() == ct_image.GetSize()
+        np.testing.assert_allclose(image.GetOrigin(), ct_image.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(image.GetDirection(), ct_image.GetDirection(), atol=1e-6)
+        np.testing.assert_allclose(image.GetSpacing(), ct_image.GetSpacing(), atol=1e-6)
+    clean = sitk.GetArrayFromImage(ct_image).astype(np.float32)
+    delta = sitk.GetArrayFromImage(perturbation)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(adversarial), clean + delta, atol=0.05)
+    assert 0 < np.abs(delta).max() <= 4 / 255 * 425 + 1e-3, "FGSM's budget, 4/255 of the 425 HU window"
+    for segmentation in (results.clean_segmentation, results.adversarial_segmentation):
+        assert segmentation.GetSegmentation().GetNumberOfSegments() > 0
+        assert segmentation.GetNodeReferenceID(segmentation.GetReferenceImageGeometryReferenceRole()) == ct.GetID()
+    assert results.perturbation_volume.GetDisplayNode().GetLevel() == 0.0
+    assert results.ground_truth is engine_run["truth"]
+    assert results.focus_ras is not None
+
+
+def test_attack_flow_never_modifies_the_inputs(engine_run):
+    before = engine_run["before"]
+    after = _snapshot(engine_run["scene"], engine_run["ct"], engine_run["truth"])
+    np.testing.assert_array_equal(after["voxels"], before["voxels"])
+    np.testing.assert_array_equal(after["ijk_to_ras"], before["ijk_to_ras"])
+    assert after["segments"] == before["segments"] and after["source"] == before["source"]
+
+
+def test_attack_flow_table_matches_report_json(engine_run):
+    results = engine_run["results"]
+    report = json.loads((engine_run["folder"] / "report.json").read_text(encoding="utf-8"))
+    assert results.report == report
+    table = results.metrics_table
+    fgsm = report["attacks"]["fgsm"]["vs_reference"]["per_class"]
+    organs = [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows() - 1)]
+    assert organs == [o for o, m in fgsm.items() if m["ref_voxels"] > 0]
+    expected = [fgsm[o]["dice"] for o in organs] + [report["attacks"]["fgsm"]["vs_reference"]["mean_dice"]]
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Dice fgsm"), expected)
+    clean = report["clean_vs_ground_truth"]["per_class"]
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Dice clean")[:-1], [clean[o]["dice"] for o in organs])
+
+
+def test_attack_flow_reports_progress(engine_run):
+    fractions = [f for f in engine_run["fractions"] if f is not None]
+    assert fractions and fractions == sorted(fractions), "progress only moves forward"
+    assert max(fractions) > 0.5
+
+
+def test_segment_only_run(scene, sample, model_name):
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    run = EngineRun(scene, ct, "segment", settings=EngineSettings(model=model_name, device="cpu"))
+    node = run.run()
+    assert node.GetName() == "ct segmentation" and run.fraction is None
+    labels = labels_from_segmentation(node, ct, BTCV_LABELS)
+    assert labels.GetSize() == sample[0].GetSize()
+    if model_name == "demo-unet":  # the trained model finds the liver; a stand-in may not
+        assert "liver" in node.GetSegmentation().GetSegmentIDs()
+
+
+def test_write_scene_opens_with_every_result(engine_run, tmp_path):
+    folder = engine_run["folder"]
+    path = write_scene(folder, sample_ct_path(), sample_labels_path())
+    assert path == folder / "scene.mrb" and path.is_file()
+    scene = load_scene(path)
+    report = read_report(folder)
+    names = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
+    for name in ("patientA_ct", "ground truth", "patientA_ct clean segmentation", "patientA_ct fgsm adversarial",
+                 "patientA_ct fgsm perturbation (HU)", "patientA_ct fgsm segmentation", "patientA_ct metrics", "patientA_ct Dice"):
+        assert name in names, name
+    layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
+    # Layout node files keep the arrangement, not the description: the module registers the
+    # description at startup, so with the extension installed the scene opens in this layout.
+    assert layout.GetViewArrangement() == views.LAYOUT_ID
+    composites = {c.GetLayoutName(): c for c in views._composites(scene)}
+    ct, perturbation = scene.GetFirstNodeByName("patientA_ct"), scene.GetFirstNodeByName("patientA_ct fgsm perturbation (HU)")
+    assert composites[views.PERTURBATION_SLICE].GetBackgroundVolumeID() == ct.GetID()
+    assert composites[views.PERTURBATION_SLICE].GetForegroundVolumeID() == perturbation.GetID()
+    assert composites[views.ADVERSARIAL_SLICE].GetBackgroundVolumeID() == scene.GetFirstNodeByName("patientA_ct fgsm adversarial").GetID()
+    assert all(c.GetLinkedControl() for c in composites.values())
+    assert views._plot_view(scene).GetPlotChartNodeID() == scene.GetFirstNodeByName("patientA_ct Dice").GetID()
+    adversarial_seg = scene.GetFirstNodeByName("patientA_ct fgsm segmentation").GetDisplayNode()
+    assert set(adversarial_seg.GetViewNodeIDs()) == {views.slice_node_id(views.ADVERSARIAL_SLICE), views.view_node_id(views.ADVERSARIAL_3D)}
+    assert report["attacks"].keys() == {"fgsm"}
+
+
+def test_first_attack_is_the_default():
+    from FreqAdvSegmentLib.mrml.results import AttackNodes, ResultNodes
+
+    vafa, pgd = AttackNodes("vafa", "adv1", "pert1", "seg1", 4.0), AttackNodes("pgd", "adv2", "pert2", "seg2", 6.7)
+    results = ResultNodes(Path("."), {}, None, None, {"vafa": vafa, "pgd": pgd})
+    assert results.attack_nodes() is vafa and results.adversarial_volume == "adv1"
+    assert results.attack_nodes("pgd") is pgd
+    with pytest.raises(KeyError, match="vafa, pgd"):
+        results.attack_nodes("cw")
+
+
+def test_load_results_without_the_input_rebuilds_it(engine_run, scene, sample):
+    results = load_results(scene, engine_run["folder"])
+    rebuilt = image_from_volume_node(results.input_volume)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(rebuilt), sitk.GetArrayFromImage(sample[0]), atol=0.05)
+    assert "adversarial - perturbation" in results.input_volume.GetName()
+    assert results.adversarial_volume.GetName() == f"{engine_run['folder'].name} fgsm adversarial"
+
+
+def test_output_nodes_are_filled_in_place(engine_run, scene, sample):
+    from FreqAdvSegmentLib.mrml.results import OutputNodes
+
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    targets = OutputNodes(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "my adversarial"),
+                          metrics_table=scene.AddNewNodeByClass("vtkMRMLTableNode", "my table"))
+    results = load_results(scene, engine_run["folder"], ct, outputs=targets)
+    assert results.adversarial_volume is targets.adversarial_volume
+    assert results.adversarial_volume.GetName() == "my adversarial"
+    assert results.metrics_table is targets.metrics_table and results.metrics_table.GetNumberOfRows() > 1
+
+
+# --- the child process ---------------------------------------------------------------------------
+
+
+def test_progress_lines_of_the_cli_are_parsed():
+    line = "    vafa:  40%|####      | 8/20 [00:16<00:24,  2.01s/step]"
+    assert engine_process.parse_progress(line) == engine_process.Progress("vafa", 8, 20)
+    assert engine_process.parse_progress(" segment: 100%|##########| 1/1 [00:03<00:00]").fraction == 1.0
+    assert engine_process.parse_progress("report: out/report.html") is None
+    stages = ["vafa"]
+    assert engine_process.overall_fraction(engine_process.Progress("segment", 1, 1), stages) == pytest.approx(0.1)
+    assert engine_process.overall_fraction(engine_process.Progress("vafa", 10, 20), stages) == pytest.approx(0.55)
+
+
+def test_attack_choices_become_cli_flags():
+    choices = AttackChoices(steps=3, q_max=12.0, eps255=8.0)
+    vafa = choices.parameters("vafa")
+    assert vafa == {"steps": 3, "q_max": 12.0, "q_min": 1.0, "block_size": 8, "ssim_weight": 1.0, "q_init": 12.0}
+    assert choices.parameters("fgsm") == {"eps": 8 / 255}
+    args = attack_arguments("pgd", {"eps": 0.5, "steps": 2, "public_code": True, "alpha": None})
+    assert args == ["--method", "pgd", "--eps", "0.5", "--steps", "2", "--public-code"]
+    with pytest.raises(ValueError, match="unknown attack"):
+        attack_arguments("deepfool", {})
+
+
+def test_cancel_kills_the_whole_process_tree():
+    """A child that starts a grandchild: Cancel must end both."""
+    code = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "print(p.pid, flush=True); time.sleep(60)")
+    job = engine_process.EngineJob([sys.executable, "-c", code])
+    job.start()
+    deadline = time.time() + 20
+    while not job.lines and time.time() < deadline:
+        time.sleep(0.05)
+    grandchild = int(job.lines[0])
+    job.cancel()
+    assert job.poll() is not None
+    time.sleep(0.2)
+    assert not _alive(grandchild), "the grandchild survived Cancel"
+    with pytest.raises(engine_process.EngineError, match="cancelled"):
+        job.check()
+
+
+def test_cancelled_run_leaves_the_scene_as_it_was(scene, sample, model_name, tmp_path):
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    count = scene.GetNumberOfNodes()
+    run = EngineRun(scene, ct, "attack", "vafa", {"steps": 50}, settings=EngineSettings(model=model_name, device="cpu", work_root=tmp_path))
+    run.start()
+    workdir = run.workdir
+    assert (workdir / "input.nrrd").is_file()
+    time.sleep(1.0)
+    run.cancel()
+    assert not run.poll()
+    assert scene.GetNumberOfNodes() == count
+    assert not workdir.exists(), "temporary files are removed"
+
+
+def test_engine_failure_is_reported_not_swallowed(scene, sample, tmp_path):
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    count = scene.GetNumberOfNodes()
+    run = EngineRun(scene, ct, "attack", "fgsm", settings=EngineSettings(model=str(tmp_path / "missing.pt"), device="cpu"))
+    with pytest.raises(engine_process.EngineError, match="missing.pt"):
+        run.run()
+    assert scene.GetNumberOfNodes() == count
+
+
+def test_results_that_fail_to_load_leave_no_half_result(scene, sample, monkeypatch):
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    count = scene.GetNumberOfNodes()
+    run = EngineRun(scene, ct)
+
+    def half_way():
+        volume_node_from_image(scene, sample[0], "half a result")
+        raise ValueError("broken results")
+
+    monkeypatch.setattr(run, "_load_into_scene", half_way)
+    with pytest.raises(ValueError, match="broken results"):
+        run._load()
+    assert scene.GetNumberOfNodes() == count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (killed, not yet reaped by its dead parent's reaper) counts as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+# --- offscreen rendering -------------------------------------------------------------------------
+
+
+def _warm_pixels(rgb: np.ndarray) -> int:
+    """Pixels clearly red/orange (organ colours), not grey CT and not the bluish 3D background."""
+    r, g, b = (rgb[..., c].astype(int) for c in range(3))
+    return int(((r > b + 40) & (r > g + 15)).sum())
+
+
+def test_offscreen_slice_and_3d_views_show_segments_and_overlay(scene, sample, tmp_path):
+    ct_image, labels = sample
+    ct = volume_node_from_image(scene, ct_image, "ct")
+    display.show_ct(ct)
+    truth = segmentation_from_labels(scene, labels, "truth", BTCV_LABELS, ct)
+    display.style_segmentation(truth)
+    delta = np.zeros(sitk.GetArrayViewFromImage(ct_image).shape, np.float32)
+    delta[:, :, : delta.shape[2] // 2] = -10.0  # patient's right half darker (blue), left brighter (red)
+    delta[:, :, delta.shape[2] // 2:] = 10.0
+    perturbation_image = sitk.GetImageFromArray(delta)
+    perturbation_image.CopyInformation(ct_image)
+    perturbation = volume_node_from_image(scene, perturbation_image, "perturbation")
+    display.show_perturbation(perturbation)
+    focus = views.focus_point(labels, labels)
+
+    with OffscreenViews(scene) as offscreen:
+        red = offscreen.slice_view("Red", "Axial", (256, 256))
+        overlay = offscreen.slice_view("Overlay", "Axial", (256, 256))
+        threed = offscreen.threed_view("1", (256, 256))
+        red.composite.SetBackgroundVolumeID(ct.GetID())
+        overlay.composite.SetBackgroundVolumeID(ct.GetID())
+        overlay.composite.SetForegroundVolumeID(perturbation.GetID())
+        overlay.composite.SetForegroundOpacity(0.5)
+        for view in (red, overlay):
+            view.fit()
+        views.jump_slices(scene, focus)
+        threed.fit()
+        slice_rgb, overlay_rgb, threed_rgb = red.pixels(), overlay.pixels(), threed.pixels()
+        red.save_png(tmp_path / "red.png")
+        truth.GetDisplayNode().SetVisibility(False)
+        hidden_slice, hidden_3d = red.pixels(), threed.pixels()
+
+    assert (tmp_path / "red.png").stat().st_size > 1000
+    # Outlines are drawn at full opacity in each segment's own colour.
+    for organ in ("liver", "spleen"):
+        exact = np.all(np.abs(slice_rgb.astype(int) - RGB[organ]) <= 3, axis=-1).sum()
+        assert exact > 20, f"{organ}'s colour is missing from the slice view"
+    assert _warm_pixels(slice_rgb) > 10 * max(_warm_pixels(hidden_slice), 1)
+    assert _warm_pixels(threed_rgb) > 1000 and _warm_pixels(hidden_3d) < 50, "3D surfaces in organ colours"
+    # Perturbation overlay: +10 HU where i >= half, i.e. the patient's right (the sample's i axis
+    # runs right-wards), which an axial view shows on the left; -10 HU on the patient's left.
+    r, b = overlay_rgb[..., 0].astype(int), overlay_rgb[..., 2].astype(int)
+    body = overlay_rgb.sum(axis=-1) > 60
+    screen_left, screen_right = body.copy(), body.copy()
+    screen_left[:, 128:], screen_right[:, :128] = False, False
+    assert ((r - b) > 20)[screen_left].mean() > 0.8, "positive = red, on the patient's right"
+    assert ((b - r) > 20)[screen_right].mean() > 0.8, "negative = blue, on the patient's left"
