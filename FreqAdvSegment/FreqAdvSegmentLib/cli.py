@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("segment", help="segment a CT with a model", description="Segment a CT (NIfTI, NRRD or a DICOM folder); writes OUT/segmentation.nii.gz on the input's grid.", formatter_class=raw)
+    p = sub.add_parser("segment", help="segment a CT with a model", description="Segment a CT (NIfTI, NRRD or a DICOM folder); writes OUT/segmentation.<format> on the input's grid.", formatter_class=raw)
     p.add_argument("input", help="CT volume in HU: .nii/.nii.gz/.nrrd/.mha or a DICOM series folder")
     p.add_argument("-o", "--output", required=True, help="output folder (created atomically)")
+    p.add_argument("--format", choices=["nii.gz", "nrrd"], default="nii.gz", help="label map file format (nrrd for 3D Slicer)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     _add_run_options(p)
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="ground-truth label map (model's label values); without it, attacks target the clean prediction")
     p.add_argument("--format", choices=["nii.gz", "nrrd"], default="nii.gz", help="volume file format (nrrd for 3D Slicer)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--scene", action="store_true", help="also write OUT/scene.mrb that opens in 3D Slicer with every result (needs slicer-core)")
     _add_run_options(p)
     _add_attack_options(p)
 
@@ -116,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="freqadv-out-demo", help="output folder (default: freqadv-out-demo)")
     p.add_argument("--steps", type=int, default=20, help="attack steps (default 20, as the paper)")
     p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
+    p.add_argument("--scene", action="store_true", help="also write OUT/scene.mrb that opens in 3D Slicer with every result (needs slicer-core)")
 
     sub.add_parser("models", help="list the models the registry knows")
     return parser
@@ -131,7 +134,9 @@ def _version() -> str:
 
 # --- attack parameters ----------------------------------------------------------------------------
 
-_PARAMS = {
+ATTACK_PARAMETERS: dict[str, tuple[str, ...]] = {
+    # the parameters each attack takes, as CLI option names (dashes become underscores)
+
     "vafa": ("steps", "q_max", "q_min", "q_init", "block_size", "ssim_weight", "rounding"),
     "pgd": ("steps", "eps", "alpha"),
     "bim": ("steps", "eps", "alpha"),
@@ -147,7 +152,7 @@ def attack_requests(args: argparse.Namespace, default: list[str]):
 
     requests = []
     for method in args.method or default:
-        params = {k: getattr(args, k) for k in _PARAMS[method] if getattr(args, k, None) is not None}
+        params = {k: getattr(args, k) for k in ATTACK_PARAMETERS[method] if getattr(args, k, None) is not None}
         if method == "vafa" and args.public_code:
             q_max = params.get("q_max", 20.0)
             params = {"q_min": 5.0, "q_init": q_max, "output_rounding": "soft", "renormalize": "slice", **params}
@@ -190,9 +195,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     image = read_image(args.input)
     loaded = load_segmentation_model(args.model, args.device)
     *_, labels = run_segmentation(image, loaded, run_options(args))
+    name = f"segmentation.{args.format}"
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
-        write_image(labels, tmp / "segmentation.nii.gz")
-    print(f"wrote {Path(args.output) / 'segmentation.nii.gz'}")
+        write_image(labels, tmp / name)
+    print(f"wrote {Path(args.output) / name}")
     return 0
 
 
@@ -208,6 +214,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     out = write_outputs(job, args.output, overwrite=args.overwrite, suffix="." + args.format)
     _print_summary(job)
     print(f"report: {out / 'report.html'}")
+    _write_scene_if_asked(args, out, args.input, args.labels)
     return 0
 
 
@@ -242,6 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = write_outputs(job, args.output, overwrite=True)
     _print_summary(job)
     print(f"report: {out / 'report.html'}")
+    _write_scene_if_asked(args, out, sample_ct_path(), sample_labels_path())
     return 0
 
 
@@ -252,6 +260,17 @@ def cmd_models(args: argparse.Namespace) -> int:
         where = "shipped" if "file" in entry else "download: " + entry.get("source", entry.get("url", ""))
         print(f"{entry['name']:<34s} {entry['arch']:<10s} {where}\n    {entry['description']}")
     return 0
+
+
+def _write_scene_if_asked(args: argparse.Namespace, out: Path, image, labels) -> None:
+    """``--scene``: a Slicer scene (.mrb) beside the results, made with the MRML bridge."""
+    if not args.scene:
+        return
+    try:
+        from .mrml.results import write_scene
+    except ImportError as err:
+        raise ValueError(f"--scene needs slicer-core (pip install 'freqadvsegment[slicer]'): {err}") from err
+    print(f"scene: {write_scene(out, image, labels)}")
 
 
 def _print_summary(job) -> None:
