@@ -215,9 +215,10 @@ class EngineRun:
         args = [input_path, "-o", self.output_dir, *self.settings.arguments()]
         if self.settings.keep_folder:
             args.append("--overwrite")
+        args += ["--format", "nrrd"]  # NRRD in and out: what Slicer reads and writes natively
         if self.kind == "segment":
             return engine_command("segment", args, self.settings.python)
-        args += ["--format", "nrrd", *attack_arguments(self.method, self.params)]
+        args += attack_arguments(self.method, self.params)
         if self.ground_truth is not None:
             labels_path = self.workdir / "labels.nrrd"
             write_image(labels_from_segmentation(self.ground_truth, self.volume, self.settings.label_names), labels_path)
