@@ -5,6 +5,7 @@
     freqadv attack CT.nii.gz --method vafa --method pgd --labels GT.nii.gz -o out/
     freqadv evaluate datalist.json --model demo-unet --method vafa --method pgd -o results/
     freqadv models                                 # models the registry knows
+    freqadv serve                                  # the web viewer on http://127.0.0.1:8080
 
 Run ``freqadv COMMAND --help`` for each command's options.
 """
@@ -17,6 +18,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from .web.cli import add_serve_parser, cmd_serve
 
 ATTACK_HELP = """\
 attack parameters (each applies to the attacks that take it; intensities are on the [0, 1] scale,
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", action="store_true", help="also write OUT/scene.mrb that opens in 3D Slicer with every result (needs slicer-core)")
 
     sub.add_parser("models", help="list the models the registry knows")
+    add_serve_parser(sub)
     return parser
 
 
@@ -285,7 +289,7 @@ def _print_summary(job) -> None:
               f"SSIM {m['perturbation']['ssim']:.4f}, {o.seconds:.1f} s)")
 
 
-COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evaluate, "demo": cmd_demo, "models": cmd_models}
+COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evaluate, "demo": cmd_demo, "models": cmd_models, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

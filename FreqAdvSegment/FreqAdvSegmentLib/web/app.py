@@ -1,0 +1,278 @@
+"""The web app: a trame server, a trame-slicer scene and views, and the actions of the page.
+
+One app is one session: trame shares one state among the tabs connected to the server, so
+"one running job per session" is one job per ``freqadv serve`` process. Each action below is
+a trame trigger; any error it meets becomes ``fa_error`` on the page instead of a dead page.
+
+    app = FreqAdvWebApp(ServeConfig(port=0))
+    app.start()                              # blocking; serves http://127.0.0.1:<port>/
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import read_image
+from ..mrml.engine_process import EngineError
+from .downloads import ARCHIVE_NAME, attachment_name, list_downloads
+from .jobs import FAILED, JobBusy, JobRequest, JobRunner
+from .metrics import page_metrics
+from .params import DEVICES, METHOD_TITLES, attack_parameters, default_values, model_items
+from .routes import DOWNLOAD_PREFIX, install_routes
+from .uploads import Limits, UploadStore
+from .viewer import SceneViewer, comparison_layout
+
+log = logging.getLogger(__name__)
+
+TITLE = "FreqAdvSegment: adversarial attacks on CT segmentation"
+LAYOUT_ID = "FreqAdvComparison"
+POLL_SECONDS = 0.3
+
+
+@dataclass
+class ServeConfig:
+    """How ``freqadv serve`` runs. Loopback only unless ``host`` says otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    work_dir: Path | None = None  # None: a temporary folder, removed on exit
+    limits: Limits = field(default_factory=Limits)
+    default_method: str = "vafa"
+    default_model: str = "demo-unet"
+    default_device: str = "auto"
+
+
+class FreqAdvWebApp:
+    """The page's server side (see the module docstring)."""
+
+    def __init__(self, config: ServeConfig, server: Any = None) -> None:
+        from trame.app import get_server
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.core import LayoutManager, SlicerApp
+
+        self.config = config
+        self.server = server or get_server("freqadv", client_type="vue3")
+        self.server.enable_module(trame_slicer_module)
+        self._own_work_dir = config.work_dir is None
+        self.work_dir = Path(config.work_dir or tempfile.mkdtemp(prefix="freqadv-web-"))
+        self.token = secrets.token_urlsafe(24)  # for uploads; the page reads it from the state
+        self.uploads = UploadStore(self.work_dir / "uploads", config.limits)
+        self.jobs = JobRunner(self.work_dir / "jobs")
+        self.slicer = SlicerApp()
+        self._register_views()
+        self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
+        self.layout_manager.register_layout(LAYOUT_ID, comparison_layout())
+        self.layout_manager.set_layout(LAYOUT_ID)
+        self.viewer = SceneViewer(self.slicer.scene, self.slicer.view_manager)
+        self.viewer.link_slice_sliders(self.slicer.app_logic)
+        self._watcher: asyncio.Task | None = None
+        self._init_state()
+        self._build_page()
+        self.viewer.mark_baseline()
+        self.server.controller.on_server_bind.add(lambda ws: install_routes(ws.app, self, config.host))
+
+    @property
+    def state(self) -> Any:
+        return self.server.state
+
+    def start(self, **kwargs: Any) -> None:
+        """Serve until interrupted (blocking); cleans up the job and the work folder after."""
+        try:
+            self.server.start(host=self.config.host, port=self.config.port, open_browser=False, timeout=0, **kwargs)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.jobs.close()
+        self.uploads.discard_all()
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def _register_views(self) -> None:
+        from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_vertical_view_gutter_ui
+        from trame_slicer.rca_view import register_rca_factories
+
+        from .layout import view_title
+
+        def slice_ui(server: Any, view_id: str, view: Any) -> None:
+            create_vertical_slice_view_gutter_ui(server, view_id, view)
+            view_title(server, view_id, view)
+
+        def threed_ui(server: Any, view_id: str, view: Any) -> None:
+            create_vertical_view_gutter_ui(server, view_id, view)
+            view_title(server, view_id, view)
+
+        register_rca_factories(self.slicer.view_manager, self.server,
+                               slice_view_ui_f=slice_ui, three_d_view_ui_f=threed_ui)
+
+    def _init_state(self) -> None:
+        limits = self.config.limits
+        self.state.update({
+            "trame__title": "FreqAdvSegment",
+            "fa_upload_token": self.token,
+            "fa_max_upload_bytes": limits.max_bytes,
+            "fa_max_upload_mb": round(limits.max_bytes / (1024 * 1024)),
+            "fa_models": model_items(), "fa_model": self.config.default_model,
+            "fa_devices": list(DEVICES), "fa_device": self.config.default_device,
+            "fa_methods": [{"title": t, "value": m} for m, t in METHOD_TITLES.items()],
+            "fa_method": self.config.default_method,
+            "fa_input_info": "", "fa_loading": False, "fa_upload_key": 0, "fa_perturbation_hu": None,
+            "fa_running": False, "fa_progress": None, "fa_phase": "idle", "fa_status": "load a volume",
+            "fa_error": "", "fa_notice": "", "fa_metrics": None, "fa_downloads": [],
+            **default_values(),
+        })
+
+    def _build_page(self) -> None:
+        from .layout import build_page
+
+        actions: dict[str, Callable[..., Any]] = {
+            "sample": self.load_sample, "uploaded": self.load_upload, "run": self.run, "cancel": self.cancel,
+        }
+        triggers = {name: self.server.trigger_name(_reporting_errors(self, fn)) for name, fn in actions.items()}
+        self.page = build_page(self.server, self.layout_manager, triggers, TITLE)
+
+    # --- actions (trame triggers) --------------------------------------------------------------
+
+    def load_sample(self) -> None:
+        """Show the shipped sample CT, with its labels as the reference the engine measures against."""
+        from ..sample_data import sample_ct_path, sample_labels_path
+
+        self._refuse_while_running("load another volume")
+        loaded = self.viewer.load_input(read_image(sample_ct_path()), "sample CT", read_image(sample_labels_path()))
+        self._input_loaded(f"sample CT (patient A), {_grid(loaded.size)}, with reference labels")
+
+    def load_upload(self, reply: dict[str, Any]) -> None:
+        """After the browser's POST: show the uploaded volume, or say why it was refused."""
+        self.state.fa_loading = False
+        self.state.fa_upload_key += 1  # empties the file field, whatever happens next
+        reply = reply if isinstance(reply, dict) else {}
+        if "id" not in reply:
+            raise ValueError(reply.get("error") or "the upload failed")
+        self._refuse_while_running("load another volume")
+        stored = self.uploads.get(str(reply["id"]))
+        loaded = self.viewer.load_input(read_image(stored.path), stored.name)
+        self._input_loaded(f"{stored.name}, {_grid(loaded.size)}")
+
+    def run(self) -> None:
+        """Start the chosen attack on the volume on show; a second run while one runs is refused."""
+        if self.viewer.input is None:
+            raise ValueError("load a volume first (upload one, or the sample CT)")
+        request = self._job_request()
+        if self.jobs.running:  # before anything on show changes
+            raise JobBusy(self.jobs.busy_message())
+        self.viewer.remove_results()
+        self.state.update({"fa_metrics": None, "fa_downloads": [], "fa_error": "", "fa_notice": "",
+                           "fa_perturbation_hu": None})
+        self.jobs.start(self.slicer.scene, self.viewer.input.volume, request, self.viewer.input.ground_truth)
+        self._publish_job()
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.ensure_future(self._watch_job())
+
+    def cancel(self) -> None:
+        """Kill the running job; the page keeps the input and no results."""
+        if not self.jobs.cancel():
+            self.state.fa_notice = "No job is running."
+        self._publish_job()
+
+    # --- job follow-up -------------------------------------------------------------------------
+
+    async def _watch_job(self) -> None:
+        while self.jobs.poll():
+            with self.state:
+                self._publish_job()
+            await asyncio.sleep(POLL_SECONDS)
+        results = self.jobs.collect()
+        with self.state:
+            if results is not None:
+                self._show_results(results)
+            elif self.jobs.phase == FAILED:
+                self.state.fa_error = f"The job failed: {self.jobs.message}"
+            self._publish_job()
+
+    def _show_results(self, results: Any) -> None:
+        try:
+            self.viewer.show_results(results)
+            self.state.fa_metrics = page_metrics(results.report)
+            self.state.fa_perturbation_hu = round(results.attack_nodes().perturbation_limit_hu, 1)
+        except Exception as err:  # results that cannot be shown must not take the page down
+            log.exception("showing the results failed")
+            self.state.fa_error = f"The job finished but its results could not be shown: {err}"
+        self.state.fa_downloads = self._download_items()
+
+    def _publish_job(self) -> None:
+        fraction, phase = self.jobs.fraction, self.jobs.phase
+        # The status chip is one line; a failure's full text goes to fa_error.
+        status = "failed: see the message on the left" if phase == FAILED else self.jobs.message or "ready"
+        self.state.update({
+            "fa_running": self.jobs.running, "fa_phase": phase, "fa_status": status,
+            "fa_progress": None if fraction is None else round(100 * fraction, 1),
+        })
+
+    def _download_items(self) -> list[dict[str, str]]:
+        folder, token = self.jobs.results_folder, self.jobs.token
+        if folder is None or token is None:
+            return []
+        files = [*list_downloads(folder), ARCHIVE_NAME]
+        names = {ARCHIVE_NAME: "everything (zip)"}
+        # Relative URLs, so the page also works behind a reverse proxy's path prefix.
+        prefix = f"{DOWNLOAD_PREFIX.lstrip('/')}/{token}"
+        return [{"name": names.get(f, f), "file": attachment_name(f), "url": f"{prefix}/{f}"} for f in files]
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _job_request(self) -> JobRequest:
+        state = self.state
+        models = {m["value"]: m for m in state.fa_models}
+        model = models.get(state.fa_model)
+        if model is None or model["props"]["disabled"]:
+            raise ValueError(f"model {state.fa_model!r} is not available here; pick one of the installed models")
+        if state.fa_device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+        params = attack_parameters(state.fa_method, {k: state[k] for k in default_values()})
+        return JobRequest(state.fa_method, params, state.fa_model, state.fa_device)
+
+    def _refuse_while_running(self, action: str) -> None:
+        if self.jobs.running:
+            raise JobBusy(f"A job is running: cancel it before you {action}.")
+
+    def _input_loaded(self, info: str) -> None:
+        self.jobs.close()  # the previous results (and their downloads) belong to the old input
+        self.state.update({
+            "fa_input_info": info, "fa_metrics": None, "fa_downloads": [], "fa_perturbation_hu": None,
+            "fa_error": "", "fa_notice": "", "fa_phase": "idle", "fa_status": "ready: choose an attack and press Run",
+        })
+
+
+def _reporting_errors(app: FreqAdvWebApp, action: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``action``; a refusal becomes ``fa_notice``, any other error ``fa_error``."""
+
+    @functools.wraps(action)
+    def wrapper(*args: Any) -> None:
+        try:
+            action(*args)
+        except JobBusy as busy:
+            app.state.fa_notice = str(busy)
+        except (ValueError, KeyError, FileNotFoundError, EngineError) as err:
+            app.state.fa_error = str(err).strip("'\"")
+        except Exception as err:  # unexpected: keep the page alive, keep the traceback in the log
+            log.exception("action %s failed", action.__name__)
+            app.state.fa_error = f"{action.__name__} failed: {err}"
+        finally:
+            app.state.fa_loading = False
+
+    return wrapper
+
+
+def _grid(size: tuple[int, ...]) -> str:
+    return " x ".join(str(n) for n in size) + " voxels"

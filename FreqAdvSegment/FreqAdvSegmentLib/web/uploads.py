@@ -1,0 +1,237 @@
+"""Uploaded volumes: checked for size and type before anything parses them.
+
+A browser sends the raw file (``POST /freqadv/upload?name=ct.nii.gz``, see :mod:`.routes`). In
+order, and each before the next costs anything:
+
+1. the name must end in .nii, .nii.gz or .nrrd (415 otherwise);
+2. the declared length must be present and within the limit (411 / 413);
+3. the body is streamed to disk and cut off at the limit, whatever the header claimed (413);
+4. the file's own header must match its name (NIfTI magic, "NRRD000x", gzip) and declare a 3D
+   grid of at most ``max_voxels`` voxels (415 / 413): a few hundred KB of gzip can declare
+   gigabytes, and SimpleITK would allocate them all before failing.
+
+Only then does :func:`FreqAdvSegmentLib.io.read_image` parse it. Stored files get random names in
+the session's upload folder; the client only ever holds an opaque id, never a path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import secrets
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SUFFIXES = (".nii.gz", ".nii", ".nrrd")
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_VOXELS = 512 * 512 * 1024  # a large abdominal CT at full resolution
+_NIFTI_HEADER = 348
+_NRRD_HEADER_LIMIT = 64 * 1024  # NRRD headers are a few hundred bytes; a huge one is not a volume
+
+
+class UploadError(ValueError):
+    """A rejected upload; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may be: bytes on the wire, voxels once read."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_voxels: int = DEFAULT_MAX_VOXELS
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """A checked file on disk: where it is, what the user called it, its declared grid."""
+
+    path: Path
+    name: str
+    size: tuple[int, ...]
+
+
+def volume_suffix(name: str) -> str:
+    """The allowed suffix of ``name`` (case-insensitive); UploadError(415) for any other type."""
+    lower = name.lower()
+    for suffix in SUFFIXES:  # ".nii.gz" is checked before ".nii"
+        if lower.endswith(suffix):
+            return suffix
+    raise UploadError(f"{name!r} is not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) volume", 415)
+
+
+def check_length(content_length: int | None, limits: Limits) -> None:
+    """Refuse a body of unknown or too large size before reading a byte of it."""
+    if content_length is None:
+        raise UploadError("the upload must declare its size (Content-Length)", 411)
+    if content_length <= 0:
+        raise UploadError("the uploaded file is empty", 400)
+    if content_length > limits.max_bytes:
+        raise UploadError(f"the file is {_mb(content_length)}; uploads are limited to {_mb(limits.max_bytes)}", 413)
+
+
+async def write_limited(chunks: AsyncIterator[bytes], destination: Path, limits: Limits) -> int:
+    """Write ``chunks`` to ``destination``, stopping (and deleting it) past ``max_bytes``, so a
+    client that sends more than it declared cannot fill the disk. Returns the bytes written."""
+    written = 0
+    try:
+        with destination.open("wb") as out:
+            async for chunk in chunks:
+                written += len(chunk)
+                if written > limits.max_bytes:
+                    raise UploadError(f"the upload exceeded the limit of {_mb(limits.max_bytes)}", 413)
+                out.write(chunk)
+    except BaseException:
+        destination.unlink(missing_ok=True)
+        raise
+    if written == 0:
+        destination.unlink(missing_ok=True)
+        raise UploadError("the uploaded file is empty", 400)
+    return written
+
+
+def check_header(path: Path, suffix: str, limits: Limits) -> tuple[int, ...]:
+    """The grid size the file's header declares, after checking its magic and voxel count."""
+    if suffix == ".nrrd":
+        size = _nrrd_size(path)
+    else:
+        size = _nifti_size(path, compressed=suffix == ".nii.gz")
+    voxels = 1
+    for n in size:
+        voxels *= n
+    if voxels > limits.max_voxels:
+        raise UploadError(f"the volume declares {'x'.join(map(str, size))} = {voxels:,} voxels; "
+                          f"the limit is {limits.max_voxels:,}", 413)
+    return size
+
+
+class UploadStore:
+    """Checked uploads of one session, in one folder, looked up by opaque ids."""
+
+    def __init__(self, folder: Path, limits: Limits | None = None) -> None:
+        self.folder = Path(folder)
+        self.limits = limits or Limits()
+        self._files: dict[str, StoredUpload] = {}
+
+    async def receive(self, name: str, content_length: int | None, chunks: AsyncIterator[bytes]) -> str:
+        """Check, store and header-check one upload; returns its id. Raises UploadError."""
+        suffix = volume_suffix(name)
+        check_length(content_length, self.limits)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        upload_id = secrets.token_hex(12)
+        path = self.folder / f"{upload_id}{suffix}"  # our name, never the client's
+        await write_limited(chunks, path, self.limits)
+        try:
+            size = check_header(path, suffix, self.limits)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self.discard_all()  # one input at a time: an older upload is no longer needed
+        self._files[upload_id] = StoredUpload(path, _display_name(name), size)
+        return upload_id
+
+    def get(self, upload_id: str) -> StoredUpload:
+        """The stored upload ``upload_id``; KeyError with a clear message if unknown."""
+        if upload_id not in self._files:
+            raise KeyError("that upload is not available any more; upload the file again")
+        return self._files[upload_id]
+
+    def discard_all(self) -> None:
+        """Delete every stored upload."""
+        for stored in self._files.values():
+            stored.path.unlink(missing_ok=True)
+        self._files.clear()
+
+
+# --- headers -------------------------------------------------------------------------------------
+
+
+def _nifti_size(path: Path, compressed: bool) -> tuple[int, ...]:
+    head = _read_head(path, _NIFTI_HEADER, compressed)
+    if len(head) < _NIFTI_HEADER:
+        raise UploadError("the file is too short to be a NIfTI volume", 415)
+    for endian in ("<", ">"):  # NIfTI-1 may be written in either byte order
+        if struct.unpack(f"{endian}i", head[:4])[0] == _NIFTI_HEADER:
+            break
+    else:
+        raise UploadError("the file is not a NIfTI-1 volume (bad header size)", 415)
+    if head[344:347] not in (b"n+1", b"ni1"):
+        raise UploadError("the file is not a NIfTI-1 volume (bad magic)", 415)
+    dims = struct.unpack(f"{endian}8h", head[40:56])
+    rank = dims[0]
+    if not 3 <= rank <= 7 or any(d > 1 for d in dims[4:rank + 1]):
+        raise UploadError(f"expected a 3D volume; the header declares {rank} dimensions {dims[1:rank + 1]}", 415)
+    return _positive(dims[1:4])
+
+
+def _nrrd_size(path: Path) -> tuple[int, ...]:
+    with path.open("rb") as f:
+        if not re.fullmatch(rb"NRRD000\d\r?\n", f.readline(16)):
+            raise UploadError("the file is not a NRRD volume (no NRRD000x magic)", 415)
+        fields = _nrrd_fields(f)
+    if "data file" in fields or "datafile" in fields:
+        raise UploadError("detached NRRD headers (data file: ...) are not accepted; upload a single .nrrd file", 415)
+    if fields.get("dimension") not in ("3", "4"):
+        raise UploadError(f"expected a 3D volume; the header says dimension: {fields.get('dimension')}", 415)
+    try:
+        sizes = tuple(int(s) for s in fields["sizes"].split())
+    except (KeyError, ValueError):
+        raise UploadError("the NRRD header has no valid 'sizes:' line", 415) from None
+    if len(sizes) == 4:
+        # A 4D header is a 3D volume only with one component (SimpleITK reports vectors otherwise).
+        if 1 not in sizes:
+            raise UploadError(f"expected a 3D volume; the header declares sizes {sizes}", 415)
+        sizes = tuple(s for i, s in enumerate(sizes) if i != sizes.index(1))
+    return _positive(sizes)
+
+
+def _nrrd_fields(f) -> dict[str, str]:
+    """``field: value`` lines up to the blank line that ends the header."""
+    fields: dict[str, str] = {}
+    read = 0
+    for raw in f:
+        read += len(raw)
+        if read > _NRRD_HEADER_LIMIT:
+            raise UploadError("the NRRD header is implausibly long", 415)
+        line = raw.decode("latin-1").rstrip("\r\n")
+        if not line:
+            return fields
+        if line.startswith("#") or ":=" in line:
+            continue  # comments and key/value pairs carry no geometry
+        key, _, value = line.partition(":")
+        fields[key.strip().lower()] = value.strip()
+    raise UploadError("the NRRD header does not end (no blank line): the file is truncated", 415)
+
+
+def _read_head(path: Path, count: int, compressed: bool) -> bytes:
+    """The first ``count`` bytes, decompressed if needed (only that much is decompressed)."""
+    with path.open("rb") as f:
+        if not compressed:
+            return f.read(count)
+        if f.read(2) != b"\x1f\x8b":
+            raise UploadError("the file is named .gz but is not gzip-compressed", 415)
+    try:
+        with gzip.open(path, "rb") as g:
+            return g.read(count)
+    except (OSError, EOFError) as err:
+        raise UploadError(f"the gzip stream is damaged: {err}", 415) from None
+
+
+def _positive(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    if len(sizes) != 3 or min(sizes) < 1:
+        raise UploadError(f"the header declares an invalid grid size {sizes}", 415)
+    return tuple(int(s) for s in sizes)
+
+
+def _display_name(name: str) -> str:
+    """The file's base name, for display only (never used as a path)."""
+    return re.split(r"[\\/]", name)[-1][:120] or "upload"
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"

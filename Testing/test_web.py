@@ -1,0 +1,804 @@
+"""The web viewer (``freqadv serve``, FreqAdvSegmentLib.web) without and with a browser.
+
+Skipped where trame-slicer is not installed. Without a browser: upload and download checks, the
+attack form, the metrics rows, the one-job-per-session runner (with a stand-in engine), the scene
+viewer on a real trame-slicer scene with offscreen views, and the HTTP routes of a real server.
+With a browser (Debian's chromium and chromedriver through selenium): the page loads a volume by
+upload and the sample, a failing job shows its error, Cancel works, and a small FGSM run ends in
+a metrics table and views whose screenshot shows the segments' colours.
+
+Set FREQADV_REQUIRE_BROWSER=1 (CI does) to fail instead of skip when the browser is missing, and
+FREQADV_WEB_SCREENSHOTS=folder to keep the screenshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import http.client
+import json
+import os
+import queue
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("trame_slicer", reason='the web viewer needs trame-slicer (pip install "trame-slicer[standalone]==2.0.0")')
+
+from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
+from FreqAdvSegmentLib.mrml.logic import AttackChoices  # noqa: E402
+from FreqAdvSegmentLib.sample_data import sample_ct_path  # noqa: E402
+from FreqAdvSegmentLib.web import downloads, jobs, params, routes, uploads  # noqa: E402
+from FreqAdvSegmentLib.web.metrics import page_metrics  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+ORGAN_RGB = {name: np.array(c) for name, c in zip(BTCV_LABELS[1:], BTCV_COLORS[1:])}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _nifti_header(dims: tuple[int, ...], endian: str = "<") -> bytes:
+    """A minimal NIfTI-1 single-file header declaring ``dims`` (int16 voxels)."""
+    header = bytearray(352)
+    struct.pack_into(f"{endian}i", header, 0, 348)
+    struct.pack_into(f"{endian}8h", header, 40, len(dims), *dims, *([1] * (7 - len(dims))))
+    struct.pack_into(f"{endian}hh", header, 70, 4, 16)  # datatype int16, bitpix 16
+    struct.pack_into(f"{endian}f", header, 108, 352.0)  # vox_offset
+    header[344:348] = b"n+1\x00"
+    return bytes(header)
+
+
+async def _chunks(data: bytes, size: int = 1000):
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def _receive(store: uploads.UploadStore, name: str, data: bytes, declared: int | None = None) -> str:
+    length = len(data) if declared is None else declared
+    return asyncio.run(store.receive(name, length, _chunks(data)))
+
+
+def _synthetic_results(folder: Path) -> Path:
+    """A ``freqadv attack`` output folder with one FGSM result on a 24^3 phantom: a liver ball
+    and a spleen box, the adversarial labels eroded by one voxel."""
+    z, y, x = np.mgrid[:24, :24, :24]
+    labels = np.zeros((24, 24, 24), np.uint8)
+    labels[(z - 12) ** 2 + (y - 12) ** 2 + (x - 9) ** 2 < 36] = BTCV_LABELS.index("liver")
+    labels[8:16, 8:16, 16:21] = BTCV_LABELS.index("spleen")
+    adversarial = labels.copy()
+    adversarial[:, :, 9] = 0
+    ct = np.where(labels > 0, 60.0, -100.0).astype(np.float32)
+    perturbation = np.random.default_rng(0).uniform(-5, 5, ct.shape).astype(np.float32)
+
+    def write(array: np.ndarray, name: str) -> str:
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((2.0, 2.0, 2.0))
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(image, str(folder / name))
+        return name
+
+    files = {"clean_labels": write(labels, "clean_labels.nrrd"),
+             "fgsm/adversarial": write(ct + perturbation, "fgsm/adversarial.nrrd"),
+             "fgsm/perturbation_hu": write(perturbation, "fgsm/perturbation_hu.nrrd"),
+             "fgsm/adversarial_labels": write(adversarial, "fgsm/adversarial_labels.nrrd")}
+    per_class = {name: {"dice": None, "hd95_mm": None, "ref_voxels": 0} for name in BTCV_LABELS[1:]}
+    per_class["liver"] = {"dice": 0.8, "hd95_mm": 4.0, "ref_voxels": int((labels == 6).sum())}
+    per_class["spleen"] = {"dice": 0.9, "hd95_mm": 2.0, "ref_voxels": int((labels == 1).sum())}
+    report = {"model": {"spec": {"label_names": list(BTCV_LABELS)}}, "reference": "clean prediction",
+              "clean_vs_ground_truth": None, "files": files,
+              "attacks": {"fgsm": {"vs_reference": {"per_class": per_class, "mean_dice": 0.85, "mean_hd95_mm": 3.0}}}}
+    (folder / "report.json").write_text(json.dumps(report))
+    (folder / "report.html").write_text("<html>report</html>")
+    return folder
+
+
+def _organ_pixels(rgb: np.ndarray, tolerance: int = 30) -> dict[str, int]:
+    """Pixels per organ colour: close to it and clearly coloured (CT greys never count)."""
+    rgb = rgb[..., :3].astype(int)
+    saturated = (rgb.max(axis=-1) - rgb.min(axis=-1)) > 40
+    return {name: int(((np.abs(rgb - c).max(axis=-1) < tolerance) & saturated).sum()) for name, c in ORGAN_RGB.items()}
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+
+def test_upload_types_and_declared_sizes_are_checked_first():
+    assert uploads.volume_suffix("CT.NII.GZ") == ".nii.gz"
+    assert uploads.volume_suffix("a.nrrd") == ".nrrd"
+    for name in ("notes.txt", "ct.nii.gz.exe", "scan.mha", "ct.nhdr", ""):
+        with pytest.raises(uploads.UploadError) as err:
+            uploads.volume_suffix(name)
+        assert err.value.status == 415
+    limits = uploads.Limits(max_bytes=1000)
+    assert [_status(lambda n=n: uploads.check_length(n, limits)) for n in (None, 0, 1001)] == [411, 400, 413]
+    uploads.check_length(1000, limits)
+
+
+def _status(call) -> int:
+    with pytest.raises(uploads.UploadError) as err:
+        call()
+    return err.value.status
+
+
+def test_real_volumes_pass_the_header_check(tmp_path):
+    limits = uploads.Limits()
+    image = sitk.ReadImage(str(sample_ct_path()))
+    assert uploads.check_header(sample_ct_path(), ".nii.gz", limits) == image.GetSize()
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"), useCompression=True)
+    assert uploads.check_header(tmp_path / "ct.nrrd", ".nrrd", limits) == image.GetSize()
+    sitk.WriteImage(image, str(tmp_path / "ct.nii"))
+    assert uploads.check_header(tmp_path / "ct.nii", ".nii", limits) == image.GetSize()
+    (tmp_path / "big-endian.nii").write_bytes(_nifti_header((4, 5, 6), ">") + bytes(240))
+    assert uploads.check_header(tmp_path / "big-endian.nii", ".nii", limits) == (4, 5, 6)
+
+
+@pytest.mark.parametrize("name, content, status, words", [
+    ("ct.nii", b"hello world" * 40, 415, "not a NIfTI"),
+    ("ct.nii", b"short", 415, "too short"),
+    ("ct.nii.gz", _nifti_header((8, 8, 8)), 415, "not gzip"),
+    ("ct.nii", _nifti_header((8, 8, 8, 3)), 415, "3D volume"),
+    ("ct.nii.gz", gzip.compress(_nifti_header((5000, 5000, 5000))), 413, "voxels"),
+    ("ct.nrrd", b"P5\n8 8\n255\n" + bytes(64), 415, "NRRD"),
+    ("ct.nrrd", b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 4\ndata file: /etc/passwd\n\n", 415, "detached"),
+    ("ct.nrrd", b"NRRD0004\ntype: short\ndimension: 2\nsizes: 4 4\n\n" + bytes(32), 415, "3D"),
+    ("ct.nrrd", b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4000 4000 4000\n\n", 413, "voxels"),
+    ("ct.nrrd", b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 4\n", 415, "truncated"),
+])
+def test_bad_files_are_refused_before_parsing(tmp_path, name, content, status, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(uploads.UploadError, match=words) as err:
+        uploads.check_header(path, uploads.volume_suffix(name), uploads.Limits(max_voxels=10**9))
+    assert err.value.status == status
+
+
+def test_upload_store_keeps_checked_files_under_its_own_names(tmp_path):
+    store = uploads.UploadStore(tmp_path / "up", uploads.Limits(max_bytes=4 * 2**20))
+    upload_id = _receive(store, "../../evil/CT scan.nii.gz", sample_ct_path().read_bytes())
+    stored = store.get(upload_id)
+    assert stored.path.parent == tmp_path / "up" and stored.path.name == f"{upload_id}.nii.gz"
+    assert stored.name == "CT scan.nii.gz" and stored.size == (122, 101, 112)
+    # A second upload replaces the first; a rejected one leaves nothing behind.
+    second = _receive(store, "b.nii", _nifti_header((4, 4, 4)) + bytes(128))
+    assert not stored.path.exists() and store.get(second).size == (4, 4, 4)
+    with pytest.raises(uploads.UploadError):
+        _receive(store, "c.nii", b"not a volume" * 40)
+    with pytest.raises(KeyError, match="upload the file again"):
+        store.get("no-such-id")
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == [f"{second}.nii"]
+
+
+def test_a_body_longer_than_declared_is_cut_off(tmp_path):
+    store = uploads.UploadStore(tmp_path, uploads.Limits(max_bytes=5000))
+    with pytest.raises(uploads.UploadError, match="exceeded") as err:
+        _receive(store, "ct.nii", bytes(9000), declared=4000)
+    assert err.value.status == 413 and not list(tmp_path.iterdir())
+
+
+def test_guard_lets_only_this_server_s_own_pages_in():
+    loopback = routes.allowed_hostnames("127.0.0.1")
+    assert routes.refusal("127.0.0.1:8080", None, loopback) is None
+    assert routes.refusal("localhost:8080", "http://localhost:8080", loopback) is None
+    assert routes.refusal("[::1]:8080", "http://[::1]:8080", loopback) is None
+    for host, origin, words in [(None, None, "missing Host"), ("evil.example:8080", None, "not served"),
+                                ("127.0.0.1:8080", "http://evil.example", "cross-origin"),
+                                ("127.0.0.1:8080", "http://127.0.0.1:9999", "cross-origin"),
+                                ("127.0.0.1:8080", "null", "cross-origin")]:
+        assert words in routes.refusal(host, origin, loopback), (host, origin)
+    everywhere = routes.allowed_hostnames("0.0.0.0")  # the user chose the network: any name, same origin
+    assert everywhere is None and routes.refusal("10.1.2.3:8080", "http://10.1.2.3:8080", everywhere) is None
+    assert "cross-origin" in routes.refusal("10.1.2.3:8080", "http://evil.example", everywhere)
+    assert routes.allowed_hostnames("192.168.1.5") == routes.LOOPBACK_NAMES | {"192.168.1.5"}
+
+
+# --- downloads -----------------------------------------------------------------------------------
+
+
+def test_downloads_stay_inside_the_job_folder(tmp_path):
+    results = _synthetic_results(tmp_path / "job" / "results")
+    (tmp_path / "secret.txt").write_text("not yours")
+    (results / "link.txt").symlink_to(tmp_path / "secret.txt")
+    (results / "fgsm" / "up").symlink_to(tmp_path)
+    assert downloads.resolve_download(results, "fgsm/adversarial.nrrd") == (results / "fgsm" / "adversarial.nrrd").resolve()
+    for bad in ("../secret.txt", "fgsm/../../secret.txt", "/etc/passwd", "link.txt", "fgsm/up/secret.txt",
+                "fgsm", "", "fgsm\\..\\..\\secret.txt", "report.json\x00.png", "missing.nrrd"):
+        with pytest.raises(downloads.DownloadError):
+            downloads.resolve_download(results, bad)
+
+
+def test_download_list_and_archive(tmp_path):
+    results = _synthetic_results(tmp_path / "results")
+    listed = downloads.list_downloads(results)
+    assert listed[:2] == ["report.html", "report.json"] and "fgsm/perturbation_hu.nrrd" in listed
+    archive = downloads.write_archive(results, tmp_path / downloads.ARCHIVE_NAME)
+    import zipfile
+
+    assert sorted(zipfile.ZipFile(archive).namelist()) == sorted(listed)
+    assert downloads.attachment_name("fgsm/adversarial.nrrd") == "fgsm_adversarial.nrrd"
+    assert downloads.content_type(Path("report.json")) == "application/json"
+
+
+# --- the attack form and the metrics -------------------------------------------------------------
+
+
+def test_form_fields_are_attack_choices_with_their_defaults():
+    choices = AttackChoices()
+    for field in params.FIELDS:
+        assert hasattr(choices, field.key), field.key
+        assert field.minimum <= getattr(choices, field.key) <= field.maximum, field.key
+    assert params.default_values()["fa_p_steps"] == choices.steps
+
+
+def test_form_values_become_engine_parameters():
+    values = {**params.default_values(), "fa_p_steps": "3", "fa_p_eps255": "8"}
+    assert params.attack_parameters("fgsm", values) == {"eps": 8 / 255}
+    assert params.attack_parameters("PGD", values)["steps"] == 3
+    vafa = params.attack_parameters("vafa", values)
+    assert vafa["steps"] == 3 and vafa["q_init"] == vafa["q_max"] == 20.0
+    for method, change, words in [("vafa", {"fa_p_steps": "2.5"}, "whole number"),
+                                  ("fgsm", {"fa_p_eps255": "abc"}, "enter a number"),
+                                  ("fgsm", {"fa_p_eps255": None}, "enter a number"),
+                                  ("pgd", {"fa_p_alpha255": "0"}, "between"),
+                                  ("vafa", {"fa_p_q_min": "30"}, "must not exceed"),
+                                  ("magic", {}, "unknown attack")]:
+        with pytest.raises(ValueError, match=words):
+            params.attack_parameters(method, {**values, **change})
+
+
+def test_model_picker_lists_installed_models_enabled():
+    items = {item["value"]: item for item in params.model_items()}
+    assert items["demo-unet"]["props"]["disabled"] is False
+    assert any(item["props"]["disabled"] and "not installed" in item["title"] for item in items.values())
+
+
+def test_metrics_rows_for_the_page(tmp_path):
+    report = json.loads((_synthetic_results(tmp_path) / "report.json").read_text())
+    page = page_metrics(report)
+    assert page["attack"] == "fgsm" and page["reference"] == "clean prediction"
+    rows = {row["organ"]: row for row in page["rows"]}
+    assert list(rows) == ["spleen", "liver", "mean (organs)"]
+    assert rows["liver"]["dice_attack"] == "0.800" and rows["liver"]["dice_clean"] == "1.000"
+    assert rows["liver"]["dice_drop"] == "+0.200" and rows["liver"]["hd95_attack"] == "4.0"
+    assert rows["liver"]["bar_attack"] == 80.0 and rows["mean (organs)"]["is_mean"]
+    with pytest.raises(ValueError, match="no attack"):
+        page_metrics({**report, "attacks": {}})
+
+
+# --- the job runner (a stand-in engine run) -----------------------------------------------------
+
+
+class FakeRun:
+    """Behaves like EngineRun: runs for ``ticks`` polls, then finishes or fails."""
+
+    outcome: Any = "results"
+    ticks = 2
+
+    def __init__(self, scene, volume, kind, method, params, ground_truth, settings):
+        self.settings, self.method, self.params = settings, method, params
+        self.polls, self.cancelled = 0, False
+
+    def start(self):
+        if self.outcome == "bad input":
+            raise ValueError("choose an input volume that has voxels")
+
+    def poll(self):
+        self.polls += 1
+        return self.polls <= self.ticks
+
+    fraction = 0.5
+
+    def status(self):
+        return f"{self.method}: 1/2"
+
+    def cancel(self):
+        self.cancelled = True
+
+    def finish(self):
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        Path(self.settings.keep_folder).mkdir()
+        (Path(self.settings.keep_folder) / "report.json").write_text("{}")
+        return self.outcome
+
+
+def _runner(tmp_path, outcome: Any = "results") -> jobs.JobRunner:
+    run = type("Run", (FakeRun,), {"outcome": outcome})
+    return jobs.JobRunner(tmp_path, run_factory=run)
+
+
+def test_one_job_at_a_time_then_results_and_a_download_token(tmp_path):
+    runner = _runner(tmp_path)
+    runner.start(None, "volume", jobs.JobRequest("fgsm", {"eps": 0.1}))
+    assert runner.running and runner.results_folder is None and runner.fraction == 0.5
+    with pytest.raises(jobs.JobBusy, match="already running .*Cancel"):
+        runner.start(None, "volume", jobs.JobRequest("pgd"))
+    while runner.poll():
+        assert "fgsm: 1/2" in runner.message
+    assert runner.collect() == "results" and runner.phase == jobs.DONE
+    assert runner.results_folder.is_dir() and runner.results_folder.parent.name == f"job-{runner.token}"
+    first = runner.results_folder.parent
+    runner.start(None, "volume", jobs.JobRequest("fgsm"))  # the next job replaces the last one's files
+    assert not first.exists() and runner.token is None
+
+
+def test_a_failed_job_reports_its_error_and_leaves_nothing(tmp_path):
+    from FreqAdvSegmentLib.mrml.engine_process import EngineError
+
+    runner = _runner(tmp_path, EngineError("the FreqAdvSegment engine failed (exit code 2):\nno CUDA GPU"))
+    runner.start(None, "volume", jobs.JobRequest("fgsm"))
+    while runner.poll():
+        pass
+    assert runner.collect() is None and runner.phase == jobs.FAILED and "no CUDA GPU" in runner.message
+    assert runner.token is None and not list(tmp_path.iterdir())
+    bad = _runner(tmp_path, "bad input")
+    with pytest.raises(ValueError, match="voxels"):
+        bad.start(None, None, jobs.JobRequest("fgsm"))
+    assert bad.phase == jobs.FAILED and not bad.running and not list(tmp_path.iterdir())
+
+
+def test_cancel_kills_the_run_and_frees_the_session(tmp_path):
+    runner = _runner(tmp_path)
+    assert not runner.cancel()
+    runner.start(None, "volume", jobs.JobRequest("vafa"))
+    run = runner._run
+    assert runner.cancel() and run.cancelled and runner.phase == jobs.CANCELLED
+    assert not runner.poll() and runner.collect() is None and not list(tmp_path.iterdir())
+    runner.start(None, "volume", jobs.JobRequest("fgsm"))  # a new job may start at once
+    assert runner.running
+
+
+# --- the app's actions, without a server or a browser (stand-in engine) -------------------------
+
+
+class ResultsRun(FakeRun):
+    """A stand-in engine run whose results are the synthetic folder, loaded as EngineRun does."""
+
+    def __init__(self, scene, volume, kind, method, params, ground_truth, settings):
+        super().__init__(scene, volume, kind, method, params, ground_truth, settings)
+        self.scene, self.volume = scene, volume
+
+    def finish(self):
+        from FreqAdvSegmentLib.mrml.results import load_results
+
+        folder = _synthetic_results(Path(self.settings.keep_folder))
+        return load_results(self.scene, folder, self.volume)
+
+
+def test_app_actions_answer_clearly_and_keep_the_page_usable(tmp_path):
+    from trame.app import get_server
+
+    from FreqAdvSegmentLib.web.app import FreqAdvWebApp, ServeConfig, _reporting_errors
+
+    app = FreqAdvWebApp(ServeConfig(work_dir=tmp_path), server=get_server("freqadv-actions-test", client_type="vue3"))
+    state = app.state
+    act = {name: _reporting_errors(app, getattr(app, name)) for name in ("run", "cancel", "load_sample", "load_upload")}
+
+    async def scenario() -> None:
+        act["run"]()
+        assert "load a volume first" in state.fa_error
+        act["load_upload"]({"error": "notes.txt is not a NIfTI"})
+        assert "not a NIfTI" in state.fa_error and state.fa_upload_key == 1
+        act["load_sample"]()
+        assert "sample CT" in state.fa_input_info and not state.fa_error
+        state.fa_method, state.fa_p_eps255 = "fgsm", "0"
+        act["run"]()
+        assert "eps (/255) must be between" in state.fa_error and not state.fa_running
+        state.fa_p_eps255 = "4"
+        app.jobs = jobs.JobRunner(tmp_path / "jobs", run_factory=ResultsRun)
+        act["run"]()
+        assert state.fa_running and state.fa_phase == "running"
+        act["run"]()  # a second request while the first runs
+        assert "already running" in state.fa_notice and "Cancel" in state.fa_notice
+        act["load_sample"]()
+        assert "cancel it before" in state.fa_notice
+        await app._watcher
+        assert state.fa_phase == "done" and not state.fa_running and not state.fa_error
+        assert [row["organ"] for row in state.fa_metrics["rows"]] == ["spleen", "liver", "mean (organs)"]
+        assert state.fa_perturbation_hu > 0
+        urls = [d["url"] for d in state.fa_downloads]
+        assert f"freqadv/download/{app.jobs.token}/report.json" in urls and urls[-1].endswith(downloads.ARCHIVE_NAME)
+        # A failing job: its error on the page, nothing running, the results gone, Run possible again.
+        app.jobs = _runner(tmp_path / "jobs2", RuntimeError("the FreqAdvSegment engine failed (exit code 2):\nboom"))
+        act["run"]()
+        await app._watcher
+        assert "boom" in state.fa_error and state.fa_phase == "failed" and not state.fa_running
+        assert state.fa_metrics is None and state.fa_downloads == []
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        app.close()
+        for view in app.slicer.view_manager.get_views():
+            view.finalize()
+
+
+# --- the scene behind the page (real trame-slicer scene, offscreen views) -----------------------
+
+
+@pytest.fixture
+def viewer_app():
+    from trame_slicer.core import SlicerApp
+    from trame_slicer.views import DirectViewFactory, NoScheduleRendering
+
+    from FreqAdvSegmentLib.web.viewer import SceneViewer, comparison_layout
+
+    app = SlicerApp()
+    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
+    for view in comparison_layout().get_views(is_recursive=True):
+        # Render only when a test asks: rendering each of five views on every change is slow.
+        app.view_manager.create_view(view).set_scheduled_render(NoScheduleRendering())
+    viewer = SceneViewer(app.scene, app.view_manager)
+    viewer.link_slice_sliders(app.app_logic)
+    viewer.mark_baseline()
+    yield app, viewer
+    for view in app.view_manager.get_views():
+        view.finalize()
+
+
+def test_viewer_shows_results_in_the_comparison_views(viewer_app, tmp_path):
+    from FreqAdvSegmentLib.mrml.results import load_results
+    from FreqAdvSegmentLib.mrml.views import ADVERSARIAL_SLICE, CLEAN_SLICE, PERTURBATION_SLICE
+    from FreqAdvSegmentLib.web.viewer import CLEAN_3D
+
+    app, viewer = viewer_app
+    baseline = app.scene.GetNumberOfNodes()
+    folder = _synthetic_results(tmp_path / "out")
+    ct = sitk.ReadImage(str(folder / "fgsm" / "adversarial.nrrd"))
+    labels = sitk.ReadImage(str(folder / "clean_labels.nrrd"))
+    loaded = viewer.load_input(ct, "phantom", labels)
+    assert loaded.size == (24, 24, 24) and not loaded.ground_truth.GetDisplayNode().GetVisibility()
+    with_input = app.scene.GetNumberOfNodes()
+    results = load_results(app.scene, folder, loaded.volume, loaded.ground_truth)
+    viewer.show_results(results)
+    views = {v.get_singleton_tag(): v for v in app.view_manager.get_views()}
+    assert views[ADVERSARIAL_SLICE].get_background_volume_id() == results.adversarial_volume.GetID()
+    assert views[PERTURBATION_SLICE].get_foreground_volume_id() == results.perturbation_volume.GetID()
+    # Linked slices: the clean view's slider moves the other two.
+    red = views[CLEAN_SLICE]
+    red.set_slice_value(red.get_slice_value() + 4.0)
+    assert views[ADVERSARIAL_SLICE].get_slice_value() == views[PERTURBATION_SLICE].get_slice_value() == red.get_slice_value()
+    # The clean 3D view (not named "1", see viewer.py) shows the clean segmentation's surfaces.
+    assert results.clean_segmentation.GetDisplayNode().IsDisplayableInView(f"vtkMRMLViewNode{CLEAN_3D}")
+    pixels = _render(views[CLEAN_3D])
+    assert _organ_pixels(pixels, tolerance=60)["liver"] > 50, "no liver-coloured surface in the clean 3D view"
+    viewer.remove_results()
+    assert app.scene.GetNumberOfNodes() == with_input and viewer.results is None
+    viewer.clear()
+    assert app.scene.GetNumberOfNodes() == baseline and viewer.input is None
+
+
+def _render(view: Any) -> np.ndarray:
+    import vtk
+    from vtkmodules.util import numpy_support
+
+    window = view.render_window()
+    window.SetSize(300, 300)
+    view.fit_view_to_content()
+    window.Render()
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.Update()
+    image = grab.GetOutput()
+    width, height, _ = image.GetDimensions()
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)
+
+
+# --- a real server -------------------------------------------------------------------------------
+
+
+class Server:
+    """``python -m FreqAdvSegmentLib.web --port 0`` in a child process, on loopback."""
+
+    def __init__(self, work_dir: Path) -> None:
+        command = [sys.executable, "-m", "FreqAdvSegmentLib.web", "--port", "0", "--host", "127.0.0.1",
+                   "--max-upload-mb", "8", "--work-dir", str(work_dir), "--method", "fgsm", "--device", "cpu"]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work_dir,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait_for_url(timeout=120)
+        self.host = self.url.split("//")[1].rstrip("/")
+
+    def _read(self) -> None:
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace")
+            self.log.append(line)
+            self.lines.put(line)
+
+    def _wait_for_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            match = re.search(r"the viewer is at (http://127\.0\.0\.1:\d+/)", line)
+            if match:
+                return match.group(1)
+        self.stop()
+        raise AssertionError("the server did not start:\n" + "".join(self.log[-40:]))
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", int(self.host.split(":")[1]), timeout=30)
+        try:
+            connection.request(method, path, body=body, headers={"Host": self.host, **(headers or {})})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server():
+    work_dir = Path(tempfile.mkdtemp(prefix="freqadv-web-test-"))
+    server = Server(work_dir)
+    yield server
+    server.stop()
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def test_server_serves_the_page_on_loopback_only(server):
+    status, body = server.request("GET", "/index.html")
+    assert status == 200 and b"<html" in body.lower()
+    # A DNS-rebinding page (its own host name) and another site's script are refused.
+    assert server.request("GET", "/index.html", headers={"Host": f"evil.example:{server.host.split(':')[1]}"})[0] == 403
+    assert server.request("GET", "/index.html", headers={"Origin": "http://evil.example"})[0] == 403
+    assert server.request("GET", "/index.html", headers={"Origin": f"http://{server.host}"})[0] == 200
+
+
+@pytest.fixture(scope="module")
+def page_token(server) -> str:
+    """The upload token, read where the page reads it: the trame state, in a browser."""
+    browser = _browser_or_skip()
+    try:
+        browser.get(server.url)
+        return _wait(browser, "return window.trame && window.trame.state && window.trame.state.get('fa_upload_token')", 60, "the token")
+    finally:
+        browser.quit()
+
+
+def test_server_checks_uploads_before_storing_them(server, page_token):
+    def upload(name: str, body: bytes, token: str = page_token, length: int | None = None) -> tuple[int, dict]:
+        headers = {routes.TOKEN_HEADER: token, **({"Content-Length": str(length)} if length is not None else {})}
+        status, reply = server.request("POST", f"{routes.UPLOAD_PATH}?name={name}", body, headers)
+        return status, json.loads(reply or b"{}")
+
+    assert upload("ct.nii", b"x" * 400, token="forged")[0] == 403
+    assert upload("notes.txt", b"x" * 400)[0] == 415
+    assert upload("ct.nii", b"x" * 400)[0] == 415
+    status, reply = upload("ct.nii.gz", gzip.compress(_nifti_header((9000, 9000, 9000))))
+    assert status == 413 and "voxels" in reply["error"]
+    status, reply = upload("ct.nii", b"", length=50 * 2**20)  # declared too large: refused unread
+    assert status == 413 and "limited" in reply["error"]
+    status, reply = upload("ct.nii.gz", sample_ct_path().read_bytes())
+    assert status == 200 and re.fullmatch(r"[0-9a-f]{24}", reply["id"])
+
+
+def test_server_has_no_downloads_before_a_job(server):
+    assert server.request("GET", "/freqadv/download/anything/report.json")[0] == 404
+    assert server.request("GET", "/freqadv/download/anything/../../etc/passwd")[0] == 404
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+
+def _browser_or_skip() -> Any:
+    """Headless Debian Chromium through selenium; skip (or fail, with FREQADV_REQUIRE_BROWSER)."""
+    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not Path(p).exists()]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("selenium (pip install selenium)")
+    if missing:
+        message = f"browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        if os.environ.get("FREQADV_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='freqadv-chromium-')}",
+                     "--window-size=1600,1000"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def _wait(browser: Any, script: str, timeout: float, what: str = "") -> Any:
+    """Poll a JavaScript expression until it is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = browser.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or script}")
+
+
+def _text(browser: Any, element_id: str) -> str:
+    return browser.execute_script(f"const e = document.getElementById('{element_id}'); return e ? e.innerText : ''")
+
+
+def _wait_text(browser: Any, element_id: str, words: str, timeout: float) -> str:
+    return _wait(browser, f"const e = document.getElementById('{element_id}'); "
+                          f"return e && e.innerText.includes({json.dumps(words)}) ? e.innerText : ''",
+                 timeout, f"#{element_id} to say {words!r}")
+
+
+def _click(browser: Any, element_id: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(browser, f"const e = document.getElementById('{element_id}'); return e && !e.disabled", 30,
+          f"#{element_id} to be enabled")
+    browser.find_element(By.ID, element_id).click()
+
+
+def _choose(browser: Any, select_id: str, item: str) -> None:
+    """Pick ``item`` in a Vuetify select: open its menu, click the entry."""
+    from selenium.webdriver.common.by import By
+
+    # The input itself sits under Vuetify's field overlay: click the field, as a person would.
+    browser.find_element(By.ID, select_id).find_element(By.XPATH, "./ancestor::div[contains(@class, 'v-field')][1]").click()
+    entry = f"//div[contains(concat(' ', @class, ' '), ' v-list-item ') and normalize-space(.)='{item}']"
+    _wait(browser, f"return document.evaluate(\"{entry}\", document, null, 9, null).singleNodeValue", 10, item)
+    time.sleep(0.6)  # let the menu's opening transition end: until then its entries overlap
+    browser.find_element(By.XPATH, entry).click()
+    _wait(browser, f"return document.getElementById('{select_id}').closest('.v-select').innerText.includes('{item}')",
+          10, f"{item} chosen")
+
+
+def _shots_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("FREQADV_WEB_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_browser_upload_sample_attack_results_and_downloads(server, tmp_path):
+    import torch
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    browser = _browser_or_skip()
+    shots = _shots_dir(tmp_path)
+    try:
+        browser.get(server.url)
+        _wait(browser, "return document.getElementById('fa-load-sample')", 60, "the page")
+
+        # Upload: a wrong type is refused with a message, a NIfTI is loaded.
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not a volume")
+        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(notes))
+        _wait_text(browser, "fa-error", "is not a NIfTI", 30)
+        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(sample_ct_path()))
+        _wait_text(browser, "fa-input-info", "patientA_ct.nii.gz, 122 x 101 x 112", 60)
+
+        # The sample, with its reference labels.
+        _click(browser, "fa-load-sample")
+        _wait_text(browser, "fa-input-info", "sample CT", 60)
+
+        # A failing job (no CUDA here) shows the engine's error; the page stays usable.
+        if not torch.cuda.is_available():
+            _choose(browser, "fa-device", "cuda")
+            _click(browser, "fa-run")
+            _wait_text(browser, "fa-error", "no CUDA GPU", 120)
+            assert "failed" in _text(browser, "fa-status")
+            _choose(browser, "fa-device", "cpu")
+
+        # Cancel: the run stops, nothing is shown, and a new run may start.
+        _click(browser, "fa-method-fgsm")
+        _click(browser, "fa-run")
+        _wait(browser, "return !document.getElementById('fa-cancel').disabled", 30, "a running job")
+        assert browser.find_element(By.ID, "fa-run").get_attribute("disabled"), "Run must be disabled while a job runs"
+        _click(browser, "fa-cancel")
+        _wait_text(browser, "fa-status", "cancelled", 30)
+
+        # The real run: FGSM (one step) on the CPU, with progress, then the results.
+        _click(browser, "fa-run")
+        _wait(browser, "const p = document.getElementById('fa-progress'); return p && p.offsetParent !== null",
+              30, "the progress bar")
+        _wait(browser, "return document.querySelectorAll('#fa-metrics-table tbody tr').length", 240, "the metrics table")
+        _check_metrics_table(browser)
+        assert "done" in _text(browser, "fa-status")
+        assert re.search(r"−\d+(\.\d)? HU", _text(browser, "fa-perturbation-legend")), "no perturbation colour scale"
+
+        # The views: segment colours in the slice and 3D views (rendered server-side, streamed).
+        views = browser.find_element(By.ID, "fa-views")
+        deadline, counts = time.monotonic() + 30, {}
+        while time.monotonic() < deadline:
+            views.screenshot(str(shots / "freqadv-web-views.png"))
+            counts = _organ_pixels(np.asarray(Image.open(shots / "freqadv-web-views.png").convert("RGB")))
+            if sum(n >= 200 for n in counts.values()) >= 4:
+                break
+            time.sleep(1)
+        browser.save_screenshot(str(shots / "freqadv-web-page.png"))
+        assert sum(n >= 200 for n in counts.values()) >= 4, f"too few segment colours in the views: {counts}"
+        _check_perturbation_colours(browser, np.asarray(Image.open(shots / "freqadv-web-views.png").convert("RGB")))
+
+        _check_downloads(browser, server)
+    finally:
+        browser.quit()
+
+
+def _view_pixels(browser: Any, views_rgb: np.ndarray, title_start: str) -> np.ndarray:
+    """The part of the views' screenshot showing the view whose title starts with ``title_start``."""
+    left, top, width, height = browser.execute_script(
+        "const box = document.getElementById('fa-views').getBoundingClientRect();"
+        f"const title = [...document.querySelectorAll('.fa-title')].find(e => e.innerText.startsWith('{title_start}'));"
+        "const r = title.closest('.layout-grid-item').getBoundingClientRect();"
+        "return [r.left - box.left, r.top - box.top, r.width, r.height].map(Math.round);")
+    return views_rgb[top:top + height, left:left + width].astype(int)
+
+
+def _check_perturbation_colours(browser: Any, views_rgb: np.ndarray) -> None:
+    """The perturbation view tints the CT both ways (diverging map); the clean view is grey but for
+    a few blue segments."""
+    def tinted(rgb: np.ndarray) -> tuple[int, int]:
+        red_minus_blue = rgb[..., 0] - rgb[..., 2]
+        return int((red_minus_blue > 12).sum()), int((red_minus_blue < -12).sum())
+
+    red, blue = tinted(_view_pixels(browser, views_rgb, "perturbation"))
+    _, clean_blue = tinted(_view_pixels(browser, views_rgb, "clean CT"))
+    assert red > 2000 and blue > 2000 and blue > 3 * clean_blue, (red, blue, clean_blue)
+
+
+def _check_metrics_table(browser: Any) -> None:
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#fa-metrics-table tbody tr')]"
+        ".map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))")
+    table = {row[0]: row[1:] for row in rows}
+    assert {"liver", "spleen", "aorta", "mean (organs)"} <= set(table), table
+    heading = _text(browser, "fa-metrics-table")
+    assert "Dice fgsm" in heading and "HD95" in heading
+    assert "vs the ground truth" in _text(browser, "fa-metrics")  # the sample's labels are the reference
+    for organ in ("liver", "spleen", "mean (organs)"):
+        dice_clean, dice_attack = float(table[organ][0]), float(table[organ][1])
+        assert 0.5 < dice_clean <= 1.0 and 0.0 <= dice_attack <= 1.0, (organ, table[organ])
+    bars = browser.execute_script("return document.querySelectorAll('#fa-dice-chart .fa-bar-attack').length")
+    assert bars == len(rows)
+
+
+def _check_downloads(browser: Any, server: Server) -> None:
+    links = browser.execute_script("return [...document.querySelectorAll('#fa-downloads a')].map(a => a.href)")
+    report_url = next(u for u in links if u.endswith("/report.json"))
+    assert any(u.endswith("/fgsm/adversarial.nrrd") for u in links) and any(u.endswith(".zip") for u in links)
+    path = report_url.split(server.host, 1)[1]
+    status, body = server.request("GET", path)
+    assert status == 200 and "fgsm" in json.loads(body)["attacks"]
+    status, _ = server.request("GET", path.replace("report.json", downloads.ARCHIVE_NAME))
+    assert status == 200
+    token_dir = path.rsplit("/", 1)[0]
+    for probe in ("../../uploads", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "fgsm/../../job.txt"):
+        assert server.request("GET", f"{token_dir}/{probe}")[0] == 404, probe
+    assert server.request("GET", path.replace(token_dir.rsplit("/", 1)[1], "not-the-token"))[0] == 404
+
+
+def test_server_log_has_no_tracebacks(server):
+    """Everything above went through the server; none of it may have crashed an action."""
+    log = "".join(server.log)
+    assert "Traceback" not in log and "Exception in" not in log, log[-3000:]
