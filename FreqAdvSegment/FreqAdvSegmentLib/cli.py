@@ -5,6 +5,7 @@
     freqadv attack CT.nii.gz --method vafa --method pgd --labels GT.nii.gz -o out/
     freqadv evaluate datalist.json --model demo-unet --method vafa --method pgd -o results/
     freqadv models                                 # models the registry knows
+    freqadv train datalist.json -o run/ --regime vafa-fr --init demo-unet   # VAFT
     freqadv serve                                  # the web viewer on http://127.0.0.1:8080
 
 Run ``freqadv COMMAND --help`` for each command's options.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .training.cli import add_train_parser, cmd_train
 from .web.cli import add_serve_parser, cmd_serve
 
 ATTACK_HELP = """\
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", action="store_true", help="also write OUT/scene.mrb that opens in 3D Slicer with every result (needs slicer-core)")
 
     sub.add_parser("models", help="list the models the registry knows")
+    add_train_parser(sub)
     add_serve_parser(sub)
     return parser
 
@@ -223,14 +226,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_datalist
+    from .training.distributed_eval import evaluate_datalist_distributed
 
     models = args.models or [args.model or "demo-unet"]
-    summary = evaluate_datalist(
+    # One process: plain evaluation; under torchrun: cases sharded over ranks, rank 0 writes.
+    summary = evaluate_datalist_distributed(
         args.datalist, models, attack_requests(args, []), args.output, run_options(args), args.device,
         split=args.split, overwrite=args.overwrite, progress=BarProgress(),
     )
-    print(summary)
+    if summary:
+        print(summary)
     return 0
 
 
@@ -289,14 +294,14 @@ def _print_summary(job) -> None:
               f"SSIM {m['perturbation']['ssim']:.4f}, {o.seconds:.1f} s)")
 
 
-COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evaluate, "demo": cmd_demo, "models": cmd_models, "serve": cmd_serve}
+COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evaluate, "demo": cmd_demo, "models": cmd_models, "serve": cmd_serve, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError, MemoryError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, MemoryError) as err:
         # Bad input: one clear line, no traceback; nothing was written (outputs are atomic).
         print(f"freqadv {args.command}: error: {err}", file=sys.stderr)
         return 2

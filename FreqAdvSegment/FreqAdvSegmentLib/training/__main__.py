@@ -1,0 +1,7 @@
+"""``python -m FreqAdvSegmentLib.training ...`` = ``freqadv train ...``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,262 @@
+"""``freqadv train``: natural, adversarial (PGD/FGSM/BIM/GN/VAFA) and VAFT training.
+
+    freqadv train dataset_synapse_18_12.json -o runs/natural --arch paper_unetr
+    freqadv train dataset_synapse_18_12.json -o runs/vaft --regime vafa-fr \\
+        --init runs/natural/model_final.safetensors --q-max 20 --block-size 32
+    freqadv train --resume -o runs/vaft                      # continue a stopped run exactly
+    torchrun --nproc_per_node 4 -m FreqAdvSegmentLib.cli train ... # DDP, one process per GPU
+
+Wiring into the main command line (``FreqAdvSegmentLib/cli.py``)::
+
+    from .training.cli import add_train_parser, cmd_train
+    add_train_parser(sub)                 # in build_parser()
+    COMMANDS["train"] = cmd_train
+
+This module imports nothing heavy at import time, so ``freqadv --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Train a segmentation model on a MONAI Decathlon-style datalist ({"training": [...], "validation":
+[...]}, paths relative to the JSON's folder or --data-root), naturally or adversarially:
+
+  natural          DiceCE on the clean batch
+  pgd fgsm bim gn  voxel-domain AT: the batch is replaced by its adversarial version
+  vafa             M_VAFA: DiceCE on the VAFA batch only
+  vafa-fr (vaft)   VAFT, M_VAFA-FR: DiceCE(clean) + DiceCE(VAFA) + frequency consistency loss
+
+The run folder gets config.json, checkpoints/, train_log.csv, val_log.csv (and tensorboard/ when
+tensorboard is installed), model_best.safetensors, model_final.safetensors and summary.json.
+Ctrl-C stops after the current step with a checkpoint; --resume continues exactly.
+Several processes: torchrun --nproc_per_node N -m FreqAdvSegmentLib.cli train ...
+"""
+
+# command-line name -> TrainConfig.attack_params key
+_ATTACK_FLAGS = {"attack_steps": "steps", "eps": "eps", "alpha": "alpha", "std": "std", "q_max": "q_max",
+                 "q_min": "q_min", "q_init": "q_init", "block_size": "block_size",
+                 "ssim_weight": "ssim_weight", "rounding": "rounding"}
+_NOT_CONFIG = {"command", "resume", "public_code", "no_tensorboard", "no_progress", "no_crop_foreground"}
+
+
+def _pair(text: str) -> tuple[float, float]:
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers like -175,250, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _spacing(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.replace("x", ",").split(",")]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a spacing like 1.5,1.5,2 (mm), got {text!r}")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+def _axes(text: str) -> list[int]:
+    if text.lower() in ("", "none"):
+        return []
+    try:
+        return [int(a) for a in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected axes like 0,1,2 or none, got {text!r}") from None
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``train`` command to ``freqadv``'s subparsers; returns its parser."""
+    from ..cli import _fraction, _triple
+
+    p = subparsers.add_parser(
+        "train", help="train a model: natural, adversarial or VAFT (one process or torchrun)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # only options given on the command line reach the config
+    )
+    p.add_argument("datalist", nargs="?", help="datalist JSON (not needed with --resume)")
+    p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs, models)")
+    p.add_argument("--regime", choices=["natural", "pgd", "fgsm", "bim", "gn", "vafa", "vafa-fr", "vaft"],
+                   help="what to train against (default: natural)")
+    p.add_argument("--resume", nargs="?", const=True, default=None,
+                   help="continue the run in --output from its newest checkpoint, or from the checkpoint PATH given")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--init", help="fine-tune this model (registry name or .safetensors/.pt file; its spec is kept)")
+    g.add_argument("--arch", choices=["unet", "unetr", "swinunetr", "segresnet", "paper_unetr"],
+                   help="train a new network of this kind (paper_unetr: the paper's UNETR, 96^3, 14 labels)")
+    g.add_argument("--spec", help="a new network's full ModelSpec: JSON text or a .json file")
+    g.add_argument("--spacing", type=_spacing, help="override the spec's voxel spacing in mm, e.g. 1.5,1.5,2")
+    g.add_argument("--window", type=_pair, help="override the spec's intensity window in HU, e.g. -175,250")
+    g.add_argument("--roi", type=_triple, help="override the spec's sliding-window roi, e.g. 96")
+    g.add_argument("--grad-checkpoint", action="store_true", help="gradient checkpointing: less memory, ~30%% more time")
+
+    g = p.add_argument_group("data and augmentation (defaults: the paper's)")
+    g.add_argument("--data-root", help="folder the datalist's relative paths start from (default: the JSON's folder)")
+    g.add_argument("--train-split", help="datalist key of the training cases (default: training)")
+    g.add_argument("--val-split", help="datalist key of the validation cases (default: validation)")
+    g.add_argument("--crop", type=_triple, help="training patch size (default: the spec's roi)")
+    g.add_argument("--num-samples", type=int, help="patches per volume and step (default 4)")
+    g.add_argument("--batch-size", type=int, help="volumes per step and process (default 1)")
+    g.add_argument("--pos", type=float, help="RandCropByPosNegLabel foreground weight (default 1)")
+    g.add_argument("--neg", type=float, help="RandCropByPosNegLabel background weight (default 1)")
+    g.add_argument("--flip-prob", type=float, help="RandFlip probability per axis (default 0.2)")
+    g.add_argument("--flip-axes", type=_axes, help="axes to flip, e.g. 1,2 or none (default 0,1,2)")
+    g.add_argument("--rot90-prob", type=float, help="RandRotate90 probability (default 0.2)")
+    g.add_argument("--scale-prob", type=float, help="RandScaleIntensity probability (default 0.1)")
+    g.add_argument("--shift-prob", type=float, help="RandShiftIntensity probability (default 0.1)")
+    g.add_argument("--slab-prob", type=float, help="keep a random slab of a patch, zero the rest, as padding of thin scans (default 0; not the paper's)")
+    g.add_argument("--no-crop-foreground", action="store_true", help="skip CropForeground")
+    g.add_argument("--cache-rate", type=float, help="share of volumes cached in memory (default 1)")
+    g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
+
+    g = p.add_argument_group("attack of the regime (defaults: the paper's AT settings)")
+    g.add_argument("--attack-steps", type=int, help="attack steps (VAFA, PGD, BIM: 20)")
+    g.add_argument("--eps", type=_fraction, help="PGD/BIM/FGSM L-inf budget (default 4/255)")
+    g.add_argument("--alpha", type=_fraction, help="PGD/BIM step (default 0.01)")
+    g.add_argument("--std", type=_fraction, help="GN sigma (default 4/255)")
+    g.add_argument("--q-max", type=float, help="VAFA largest quantisation step (default 20)")
+    g.add_argument("--q-min", type=float, help="VAFA smallest step (paper 1, public code 5)")
+    g.add_argument("--q-init", type=float, help="VAFA starting table value (paper q-min, public code q-max)")
+    g.add_argument("--block-size", type=int, help="VAFA DCT block side (default 32, the paper's AT)")
+    g.add_argument("--ssim-weight", type=float, help="VAFA (1 - SSIM) weight (default 1; 0 = off)")
+    g.add_argument("--rounding", choices=["soft", "ste"], help="VAFA differentiable rounding")
+    g.add_argument("--public-code", action="store_true", help="VAFA as the authors' code runs it (q from q-max, q-min 5, slice renorm)")
+
+    g = p.add_argument_group("VAFT loss (vafa-fr)")
+    g.add_argument("--clean-weight", type=float, help="weight of DiceCE on the clean batch (default 1)")
+    g.add_argument("--adv-weight", type=float, help="weight of DiceCE on the VAFA batch (default 1)")
+    g.add_argument("--fr-weight", type=float, help="weight of the frequency consistency loss (default 1)")
+    g.add_argument("--fr-form", choices=["l1", "normalized"],
+                   help="l1: the paper's mean |DCT(c) - DCT(a)| (default); normalized: the code's sum|D(c)-D(a)|/sum|D(c)|")
+    g.add_argument("--fr-block", type=int, help="DCT block of the loss (default: one DCT over the whole patch)")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, help="passes over the training set (default 100)")
+    g.add_argument("--max-steps", type=int, help="stop after this many steps (wins over --epochs)")
+    g.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
+    g.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-5)")
+    g.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the cosine decay (default 1%% of the steps)")
+    g.add_argument("--amp", choices=["auto", "none", "fp16", "bf16"], help="mixed precision (default auto: fp16 on CUDA, off on CPU)")
+    g.add_argument("--seed", type=int, help="seed of weights, data order, augmentation and attacks (default 0)")
+    g.add_argument("--device", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK) (default auto)")
+    g.add_argument("--threads", type=int, help="CPU threads per process")
+
+    g = p.add_argument_group("validation and bookkeeping")
+    g.add_argument("--val-every", type=int, help="validate every N epochs; 0 = never (default 15)")
+    g.add_argument("--val-overlap", type=float, help="sliding-window overlap (default 0.5)")
+    g.add_argument("--val-sw-batch-size", type=int, help="windows per forward pass (default 1)")
+    g.add_argument("--val-include-background", action="store_true", help="count background in the mean Dice (the paper's convention)")
+    g.add_argument("--select-by", choices=["clean", "vafa"], help="best model by clean Dice (default) or Dice under VAFA")
+    g.add_argument("--val-attack-steps", type=int, help="VAFA steps when selecting by Dice under VAFA (default 10)")
+    g.add_argument("--ckpt-every", type=int, help="training checkpoint every N steps (default 100)")
+    g.add_argument("--keep-checkpoints", type=int, help="step checkpoints to keep; 0 = all (default 2)")
+    g.add_argument("--log-every", type=int, help="CSV/TensorBoard row every N steps (default 1)")
+    g.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--export", help="also write the final (or --export-which best) model to this .safetensors file")
+    g.add_argument("--export-which", choices=["final", "best"], help="which model --export writes (default final)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = None):
+    """TrainConfig from the options given on the command line, on top of ``saved`` (a resumed
+    run's settings) or of the defaults."""
+    from .config import TrainConfig
+
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    fields: dict[str, Any] = dict(saved or {})
+    attack_params = dict(fields.get("attack_params") or {})
+    for flag, key in _ATTACK_FLAGS.items():
+        if flag in given:
+            attack_params[key] = given.pop(flag)
+    if getattr(args, "public_code", False):
+        q_max = attack_params.get("q_max", 20.0)
+        attack_params = {"q_min": 5.0, "q_init": q_max, "output_rounding": "soft", "renormalize": "slice",
+                         **attack_params}
+    fields["attack_params"] = attack_params
+    if getattr(args, "no_tensorboard", False):
+        fields["tensorboard"] = False
+    if getattr(args, "no_progress", False):
+        fields["progress"] = False
+    if getattr(args, "no_crop_foreground", False):
+        fields["crop_foreground"] = False
+    if "spec" in given:
+        given["spec"] = _read_spec(given["spec"])
+    for key in ("crop", "roi", "spacing", "window"):
+        if key in given:
+            given[key] = list(given[key])
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if fields.get("datalist") is None:
+        raise ValueError("give the datalist JSON (or --resume a run that has one)")
+    return TrainConfig.from_dict(fields)
+
+
+def _read_spec(text: str) -> dict[str, Any]:
+    source = Path(text)
+    try:
+        data = json.loads(source.read_text() if source.suffix == ".json" and source.is_file() else text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--spec is neither a .json file nor JSON text: {error}") from None
+    from ..models import ModelSpec
+
+    return ModelSpec.from_dict(data).to_dict()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run ``freqadv train``; 0 when done, 130 when stopped early (with a checkpoint to resume)."""
+    from .checkpoint import latest_checkpoint, load_checkpoint
+    from .distributed import cleanup, init_distributed
+    from .trainer import Trainer
+
+    resume = getattr(args, "resume", None)
+    state = None
+    if resume is not None:
+        ckpt_dir = Path(args.output) / "checkpoints"
+        path = latest_checkpoint(ckpt_dir) if resume is True else Path(resume)
+        if path is None:
+            raise FileNotFoundError(f"nothing to resume: {ckpt_dir} holds no checkpoint (start the run without --resume)")
+        state = load_checkpoint(path)
+        state["path"] = str(path)
+    saved = json.loads(state["config"]) if state is not None else None
+    cfg = config_from_args(args, saved)
+    ctx = init_distributed(cfg.device)
+    try:
+        result = Trainer(cfg, ctx, resume=state).fit()
+    except FloatingPointError as err:  # diverged: say so in one line; the checkpoints are intact
+        print(f"freqadv train: error: {err}", file=sys.stderr)
+        return 1
+    except FileExistsError as err:  # an occupied run folder: one line, like freqadv's other input errors
+        print(f"freqadv train: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup(ctx)
+    if not ctx.is_main:
+        return 130 if result.interrupted else 0
+    if result.interrupted:
+        print(f"stopped at step {result.steps}/{result.total_steps}; a checkpoint is in {cfg.output}/checkpoints.\n"
+              f"continue with: freqadv train --resume -o {cfg.output}", file=sys.stderr)
+        return 130
+    print(f"trained {result.steps} steps ({cfg.regime}) in {result.seconds:.0f} s; final model: {result.final_model}")
+    if result.best_model is not None:
+        print(f"best model ({cfg.select_by} Dice {result.best_metric:.4f}): {result.best_model}")
+    if cfg.export:
+        print(f"exported the {cfg.export_which} model to {cfg.export}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m FreqAdvSegmentLib.training``) with the same errors as freqadv."""
+    parser = argparse.ArgumentParser(prog="freqadv")
+    add_train_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return cmd_train(args)
+    except (FileNotFoundError, ValueError, MemoryError) as err:
+        print(f"freqadv train: error: {err}", file=sys.stderr)
+        return 2

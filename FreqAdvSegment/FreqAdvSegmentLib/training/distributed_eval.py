@@ -1,0 +1,119 @@
+"""``freqadv evaluate`` under torchrun: cases sharded across ranks, rows gathered on rank 0.
+
+    torchrun --nproc_per_node 4 -m FreqAdvSegmentLib.cli evaluate datalist.json --models a b ...
+
+Rank r evaluates cases r, r + N, r + 2N, ... of the datalist; rank 0 gathers every rank's rows,
+puts them back in datalist order and writes results.csv, summary.json and summary.md exactly as a
+single process would. Run as a single process it is ``evaluate.evaluate_datalist`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import evaluate
+from ..inference import load_segmentation_model
+from ..io import _check_output_target, atomic_output_dir, read_image
+from ..pipeline import AttackRequest, RunOptions, StageProgress, run_job
+from .distributed import (
+    DistContext,
+    all_gather_objects,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+    launched_distributed,
+)
+
+
+def evaluate_datalist_distributed(
+    datalist: str | Path,
+    models: Sequence[str],
+    attacks: Sequence[AttackRequest],
+    out_dir: str | Path,
+    options: RunOptions | None = None,
+    device: str = "auto",
+    split: str = "validation",
+    overwrite: bool = False,
+    progress: StageProgress | None = None,
+    ctx: DistContext | None = None,
+) -> str:
+    """``evaluate_datalist`` sharded over the ranks of a torchrun job.
+
+    Same arguments and outputs as :func:`FreqAdvSegmentLib.evaluate.evaluate_datalist`; returns
+    summary.md's text on rank 0 and "" on the other ranks (which write nothing).
+    """
+    if ctx is None and not launched_distributed():
+        return evaluate.evaluate_datalist(datalist, models, attacks, out_dir, options, device, split,
+                                          overwrite, progress)
+    own = ctx is None
+    ctx = ctx or init_distributed(device)
+    try:
+        cases = evaluate.load_datalist(datalist, split)
+        # Fail before anyone spends an hour attacking; every rank raises, so none is left waiting.
+        problem = _output_problem(out_dir, overwrite) if ctx.is_main else None
+        problem = broadcast_object(ctx, problem)
+        if problem:
+            raise FileExistsError(problem)
+        mine = list(range(ctx.rank, len(cases), ctx.world_size))
+        rows = evaluate_cases(models, [cases[i] for i in mine], attacks, options or RunOptions(), ctx,
+                              progress if ctx.is_main else None)
+        gathered = all_gather_objects(ctx, (mine, rows))
+        text = ""
+        if ctx.is_main:
+            ordered = _in_datalist_order(models, gathered)
+            summary = evaluate.summarize_rows(ordered)
+            text = evaluate.summary_markdown(summary, datalist, split, len(cases))
+            with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+                evaluate.write_csv(ordered, tmp / "results.csv")
+                (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+                (tmp / "summary.md").write_text(text)
+        barrier(ctx)  # every rank leaves when the results are written
+        return text
+    finally:
+        if own:
+            cleanup(ctx)
+
+
+def evaluate_cases(
+    models: Sequence[str],
+    cases: Sequence[dict[str, Path]],
+    attacks: Sequence[AttackRequest],
+    options: RunOptions,
+    ctx: DistContext,
+    progress: StageProgress | None,
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """{model: [rows of case 0, rows of case 1, ...]} for this rank's cases (the loop of
+    evaluate_datalist, on this rank's device)."""
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    for name in models:
+        loaded = load_segmentation_model(name, ctx.device)
+        out[name] = [
+            evaluate.case_rows(name, case["image"].name,
+                               run_job(read_image(case["image"]), loaded, attacks, read_image(case["label"]),
+                                       options, progress))
+            for case in cases
+        ]
+    return out
+
+
+def _in_datalist_order(models: Sequence[str], parts: list[tuple[list[int], dict]]) -> list[dict[str, Any]]:
+    """Rows ordered model by model, case by case in datalist order, as a single process writes them."""
+    rows = []
+    for name in models:
+        by_case = {i: case_rows for indices, per_model in parts for i, case_rows in zip(indices, per_model[name])}
+        for i in sorted(by_case):
+            rows += by_case[i]
+    return rows
+
+
+def _output_problem(out_dir: str | Path, overwrite: bool) -> str | None:
+    """Why the output folder cannot be written (io's own check), or None."""
+    try:
+        _check_output_target(Path(out_dir), overwrite)
+    except FileExistsError as error:
+        return str(error)
+    return None
