@@ -141,20 +141,11 @@ def _version() -> str:
 
 # --- attack parameters ----------------------------------------------------------------------------
 
-ATTACK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    # the parameters each attack takes, as CLI option names (dashes become underscores)
-
-    "vafa": ("steps", "q_max", "q_min", "q_init", "block_size", "ssim_weight", "rounding"),
-    "pgd": ("steps", "eps", "alpha"),
-    "bim": ("steps", "eps", "alpha"),
-    "fgsm": ("eps",),
-    "gn": ("std",),
-    "cw": ("steps", "c", "kappa", "lr"),
-}
 
 
 def attack_requests(args: argparse.Namespace, default: list[str]):
     """AttackRequest per --method, each with only the parameters it takes."""
+    from .attacks import ATTACK_PARAMETERS
     from .pipeline import AttackRequest
 
     requests = []

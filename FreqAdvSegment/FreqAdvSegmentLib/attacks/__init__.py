@@ -27,6 +27,19 @@ ATTACKS: dict[str, type[Attack]] = {
 }
 
 
+# The parameters each attack takes by name: constructor keywords, and the command line's options
+# (dashes become underscores). One table for the CLI, the trainer and the Slicer module.
+ATTACK_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "vafa": ("steps", "q_max", "q_min", "q_init", "block_size", "ssim_weight", "rounding",
+             "output_rounding", "renormalize"),
+    "pgd": ("steps", "eps", "alpha"),
+    "bim": ("steps", "eps", "alpha"),
+    "fgsm": ("eps",),
+    "gn": ("std",),
+    "cw": ("steps", "c", "kappa", "lr"),
+}
+
+
 def build_attack(method: str, model: torch.nn.Module, **params) -> Attack:
     """An attack by its short name (vafa, pgd, fgsm, bim, cw, gn) with its parameters."""
     try:
@@ -38,6 +51,7 @@ def build_attack(method: str, model: torch.nn.Module, **params) -> Attack:
 
 __all__ = [
     "ATTACKS",
+    "ATTACK_PARAMETERS",
     "Attack",
     "AttackInputError",
     "AttackResult",

@@ -23,6 +23,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..attacks import ATTACK_PARAMETERS
+
 # regime -> the attack that makes its adversarial batch (None: no attack)
 REGIMES: dict[str, str | None] = {
     "natural": None,
@@ -35,14 +37,9 @@ REGIMES: dict[str, str | None] = {
 }
 REGIME_ALIASES = {"vaft": "vafa-fr", "clean": "natural"}
 
-# Attack parameters each attack takes from the command line (the rest keep the attack's defaults).
+# Parameters of the attacks adversarial training can use (the rest keep the attack's defaults).
 ATTACK_PARAMS: dict[str, tuple[str, ...]] = {
-    "vafa": ("steps", "q_max", "q_min", "q_init", "block_size", "ssim_weight", "rounding",
-             "output_rounding", "renormalize"),
-    "pgd": ("steps", "eps", "alpha"),
-    "bim": ("steps", "eps", "alpha"),
-    "fgsm": ("eps",),
-    "gn": ("std",),
+    name: ATTACK_PARAMETERS[name] for name in ("vafa", "pgd", "bim", "fgsm", "gn")
 }
 
 # The paper's adversarial-training attack settings (PAPER.md 1.3 and 3): VAFA q_max 20 on 32^3
