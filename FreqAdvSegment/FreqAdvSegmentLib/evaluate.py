@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .inference import load_segmentation_model
 from .io import atomic_output_dir, read_image
@@ -48,21 +49,40 @@ def evaluate_datalist(
     split: str = "validation",
     overwrite: bool = False,
     progress: StageProgress | None = None,
-    cases: Sequence[dict[str, Path]] | None = None,
 ) -> str:
-    """Evaluate every model on every case, clean and under every attack; returns summary.md's text.
+    """Evaluate every model on every case, clean and under every attack; returns summary.md's text."""
+    cases = load_datalist(datalist, split)
+    per_model = evaluate_cases(models, cases, attacks, options or RunOptions(), device, progress)
+    rows = [row for name in models for case in per_model[name] for row in case]
+    return write_results(rows, out_dir, datalist, split, len(cases), overwrite)
 
-    ``cases`` overrides the datalist's list (used to shard cases across ranks)."""
-    options = options or RunOptions()
-    cases = list(cases) if cases is not None else load_datalist(datalist, split)
-    rows: list[dict[str, Any]] = []
+
+def evaluate_cases(
+    models: Sequence[str],
+    cases: Sequence[dict[str, Path]],
+    attacks: Sequence[AttackRequest],
+    options: RunOptions,
+    device: str | torch.device,
+    progress: StageProgress | None = None,
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """{model: [rows of case 0, rows of case 1, ...]}: each case segmented and attacked."""
+    out: dict[str, list[list[dict[str, Any]]]] = {}
     for name in models:
         loaded = load_segmentation_model(name, device)
-        for case in cases:
-            job = run_job(read_image(case["image"]), loaded, attacks, read_image(case["label"]), options, progress)
-            rows += case_rows(name, case["image"].name, job)
+        out[name] = [
+            case_rows(name, case["image"].name,
+                      run_job(read_image(case["image"]), loaded, attacks, read_image(case["label"]), options, progress))
+            for case in cases
+        ]
+    return out
+
+
+def write_results(
+    rows: list[dict[str, Any]], out_dir: str | Path, datalist: str | Path, split: str, n_cases: int, overwrite: bool
+) -> str:
+    """results.csv, summary.json and summary.md into ``out_dir`` (atomically); returns summary.md."""
     summary = summarize_rows(rows)
-    text = summary_markdown(summary, datalist, split, len(cases))
+    text = summary_markdown(summary, datalist, split, n_cases)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_csv(rows, tmp / "results.csv")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -9,15 +9,13 @@ single process would. Run as a single process it is ``evaluate.evaluate_datalist
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import evaluate
-from ..inference import load_segmentation_model
-from ..io import _check_output_target, atomic_output_dir, read_image
-from ..pipeline import AttackRequest, RunOptions, StageProgress, run_job
+from ..io import _check_output_target
+from ..pipeline import AttackRequest, RunOptions, StageProgress
 from .distributed import (
     DistContext,
     all_gather_objects,
@@ -59,45 +57,18 @@ def evaluate_datalist_distributed(
         if problem:
             raise FileExistsError(problem)
         mine = list(range(ctx.rank, len(cases), ctx.world_size))
-        rows = evaluate_cases(models, [cases[i] for i in mine], attacks, options or RunOptions(), ctx,
-                              progress if ctx.is_main else None)
+        rows = evaluate.evaluate_cases(models, [cases[i] for i in mine], attacks, options or RunOptions(),
+                                       ctx.device, progress if ctx.is_main else None)
         gathered = all_gather_objects(ctx, (mine, rows))
         text = ""
         if ctx.is_main:
             ordered = _in_datalist_order(models, gathered)
-            summary = evaluate.summarize_rows(ordered)
-            text = evaluate.summary_markdown(summary, datalist, split, len(cases))
-            with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-                evaluate.write_csv(ordered, tmp / "results.csv")
-                (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-                (tmp / "summary.md").write_text(text)
+            text = evaluate.write_results(ordered, out_dir, datalist, split, len(cases), overwrite)
         barrier(ctx)  # every rank leaves when the results are written
         return text
     finally:
         if own:
             cleanup(ctx)
-
-
-def evaluate_cases(
-    models: Sequence[str],
-    cases: Sequence[dict[str, Path]],
-    attacks: Sequence[AttackRequest],
-    options: RunOptions,
-    ctx: DistContext,
-    progress: StageProgress | None,
-) -> dict[str, list[list[dict[str, Any]]]]:
-    """{model: [rows of case 0, rows of case 1, ...]} for this rank's cases (the loop of
-    evaluate_datalist, on this rank's device)."""
-    out: dict[str, list[list[dict[str, Any]]]] = {}
-    for name in models:
-        loaded = load_segmentation_model(name, ctx.device)
-        out[name] = [
-            evaluate.case_rows(name, case["image"].name,
-                               run_job(read_image(case["image"]), loaded, attacks, read_image(case["label"]),
-                                       options, progress))
-            for case in cases
-        ]
-    return out
 
 
 def _in_datalist_order(models: Sequence[str], parts: list[tuple[list[int], dict]]) -> list[dict[str, Any]]:
