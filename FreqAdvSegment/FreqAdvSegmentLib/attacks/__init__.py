@@ -17,42 +17,32 @@ from .base import Attack, AttackInputError, AttackResult, eps_from_255
 from .vafa import VAFA
 from .voxel import BIM, CW, FGSM, PGD, GaussianNoise
 
-ATTACKS: dict[str, type[Attack]] = {
-    "vafa": VAFA,
-    "pgd": PGD,
-    "fgsm": FGSM,
-    "bim": BIM,
-    "cw": CW,
-    "gn": GaussianNoise,
-}
+from . import registry
+from .spec import AttackSpec, Param, Preset, SameAs
 
-
-# The parameters each attack takes by name: constructor keywords, and the command line's options
-# (dashes become underscores). One table for the CLI, the trainer and the Slicer module.
-ATTACK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "vafa": ("steps", "q_max", "q_min", "q_init", "block_size", "ssim_weight", "rounding",
-             "output_rounding", "renormalize"),
-    "pgd": ("steps", "eps", "alpha"),
-    "bim": ("steps", "eps", "alpha"),
-    "fgsm": ("eps",),
-    "gn": ("std",),
-    "cw": ("steps", "c", "kappa", "lr"),
-}
+# Views of the registry kept for old callers; new code asks ``registry`` (they miss attacks
+# registered after import).
+ATTACKS: dict[str, type[Attack]] = {s.name: s.cls for s in registry.specs()}
+ATTACK_PARAMETERS: dict[str, tuple[str, ...]] = {s.name: s.param_names for s in registry.specs()}
 
 
 def build_attack(method: str, model: torch.nn.Module, **params) -> Attack:
-    """An attack by its short name (vafa, pgd, fgsm, bim, cw, gn) with its parameters."""
-    try:
-        cls = ATTACKS[method.lower()]
-    except KeyError:
-        raise ValueError(f"unknown attack {method!r}; choose one of {', '.join(ATTACKS)}") from None
-    return cls(model, **params)
+    """An attack by its method (``vafa``, ``pgd``, ``vafa:public-code``, ...; see ``registry.names()``)
+    with its parameters; the run options roi_size, overlap, sw_batch_size, amp, seed pass through."""
+    run_keys = ("roi_size", "overlap", "sw_batch_size", "loss", "amp", "seed")
+    run_options = {k: params.pop(k) for k in run_keys if k in params}
+    return registry.build(method, model, params, **run_options)
 
 
 __all__ = [
     "ATTACKS",
     "ATTACK_PARAMETERS",
     "Attack",
+    "AttackSpec",
+    "Param",
+    "Preset",
+    "SameAs",
+    "registry",
     "AttackInputError",
     "AttackResult",
     "BIM",

@@ -40,6 +40,7 @@ from .frequency import (
     soft_round,
     ste_round,
 )
+from .spec import JPEG, STEPS, VOXELS, WEIGHT, AttackSpec, Param, Preset, SameAs
 from .ssim import blockwise_ssim3d, ssim3d
 
 
@@ -198,4 +199,35 @@ def _check_options(
         raise ValueError(f"renormalize must be None or 'slice', got {renormalize!r}")
 
 
-__all__: Sequence[str] = ["VAFA"]
+SPEC = AttackSpec(
+    name="vafa",
+    cls=VAFA,
+    title="VAFA",
+    summary="learnable adversarial 3D JPEG: blockwise DCT quantisation tables (Hanif et al., MICCAI 2023)",
+    domain="frequency",
+    params=(
+        Param("q_max", float, "largest quantisation step (paper: 20; 30 in its Table 5)", JPEG, 1, 255),
+        Param("steps", int, "sign-gradient steps on the tables (paper: 20)", STEPS, 0, 1000),
+        Param("block_size", int, "side of the cubic DCT blocks (paper ablations: 8; its AT and Table 5: 32)", VOXELS, 1, 128),
+        Param("q_min", float, "smallest quantisation step (paper: 1; public code: 5)", JPEG, 0.01, 255),
+        Param("q_init", float, "starting table value; none = q_min (paper); the public code starts at q_max", JPEG, 0.01, 255, optional=True),
+        Param("ssim_weight", float, "weight of the (1 - SSIM) term; 0 turns it off (paper: 1)", WEIGHT, 0, 1000),
+        Param("rounding", str, "differentiable rounding during the steps: tanh soft round or straight-through", choices=("soft", "ste")),
+        Param("output_rounding", str, "rounding of the returned volume: hard (paper) or the last soft round (public code)", choices=("hard", "soft")),
+        Param("renormalize", str, "output range: none = clip to [0, 1] (paper); slice = per-axial-slice min-max (public code)", choices=(None, "slice")),
+    ),
+    presets=(
+        Preset("paper", "Algorithm 1 of the paper: tables from 1 in [1, q_max], hard-rounded, clipped output"),
+        Preset("public-code", "as the authors' public code runs it: tables from q_max in [5, q_max], soft-rounded output, "
+               "every axial slice min-max renormalised (the renormalisation is what does most of the damage)",
+               {"q_min": 5.0, "q_init": SameAs("q_max"), "output_rounding": "soft", "renormalize": "slice"}),
+        Preset("table5", "the paper's Table 5 and adversarial-training setting: q_max 20 on 32^3 blocks",
+               {"q_max": 20.0, "block_size": 32}),
+    ),
+    strength="q_max",
+    sweep=(2.0, 5.0, 10.0, 20.0, 30.0),
+    training_preset="table5",
+)
+
+
+__all__: Sequence[str] = ["SPEC", "VAFA"]

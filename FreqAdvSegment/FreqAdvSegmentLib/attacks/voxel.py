@@ -11,6 +11,7 @@ import torch
 
 from .base import Attack, AttackResult, Progress
 from .losses import cw_margin_loss
+from .spec import INTENSITY, RATIO, STEPS, WEIGHT, AttackSpec, Param, Preset
 
 
 def _check_positive(**values: float) -> None:
@@ -137,3 +138,41 @@ class GaussianNoise(Attack):
         noise = torch.randn(x.shape, generator=self.generator, device=x.device)
         self._tick(progress, 1, 1)
         return AttackResult((x + self.std * noise).clamp(0.0, 1.0), x, y)
+
+
+# --- descriptions (the registry's; every surface is derived from these) -------------------------
+
+_EPS = Param("eps", float, "L-inf budget (paper: 4/255 and 8/255)", INTENSITY, 0, 1, display_scale=255)
+_ALPHA = Param("alpha", float, "step size (paper: 0.01, about 2.55/255)", INTENSITY, 0, 1, display_scale=255)
+_STEPS = Param("steps", int, "attack steps (paper: 20)", STEPS, 1, 1000)
+_EPS_SWEEP = tuple(v / 255 for v in (1.0, 2.0, 4.0, 8.0, 16.0))
+_EPS8 = Preset("eps8", "the paper's larger budget, eps 8/255", {"eps": 8 / 255})
+
+PGD_SPEC = AttackSpec(
+    "pgd", PGD, "PGD", "projected gradient descent, L-inf, random start (Madry et al. 2018)",
+    (_EPS, _ALPHA, _STEPS), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+)
+FGSM_SPEC = AttackSpec(
+    "fgsm", FGSM, "FGSM", "fast gradient sign method, one step (Goodfellow et al. 2015)",
+    (_EPS,), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+)
+BIM_SPEC = AttackSpec(
+    "bim", BIM, "BIM", "basic iterative method: PGD without the random start (Kurakin et al. 2017)",
+    (_EPS, _ALPHA, _STEPS), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+)
+CW_SPEC = AttackSpec(
+    "cw", CW, "CW", "Carlini-Wagner L2 with a per-voxel margin loss (Carlini & Wagner 2017)",
+    (
+        Param("c", float, "weight of the margin term against the L2 distance", WEIGHT, 0, 1e6),
+        Param("kappa", float, "confidence margin on the logits", "logit", 0, 1e6),
+        Param("steps", int, "Adam steps", STEPS, 1, 10000),
+        Param("lr", float, "Adam learning rate", RATIO, 0, 10),
+    ),
+    strength="c", sweep=(0.1, 1.0, 10.0, 100.0), trainable=False,
+)
+GN_SPEC = AttackSpec(
+    "gn", GaussianNoise, "Noise", "additive Gaussian noise, no gradient (the paper's GN baseline)",
+    (Param("std", float, "noise standard deviation (paper: 4/255 and 8/255)", INTENSITY, 0, 1, display_scale=255),),
+    (Preset("std8", "the paper's larger noise, std 8/255", {"std": 8 / 255}),),
+    domain="noise", strength="std", sweep=tuple(v / 255 for v in (4.0, 8.0, 16.0, 32.0)),
+)
