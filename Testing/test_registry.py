@@ -56,3 +56,12 @@ def test_a_preset_naming_an_unknown_parameter_is_refused():
     with pytest.raises(ValueError, match="takes no parameter 'q_min'"):
         AttackSpec("toy", VAFA, "Toy", "bad ref", (Param("q_max", float, "q", "JPEG"),),
                    (Preset("p", "bad", {"q_max": SameAs("q_min")}),))
+
+
+def test_request_text_round_trips_exactly():
+    params = {"q_max": 30.0, "renormalize": None, "steps": 5, "ssim_weight": 1 / 3}
+    text = registry.format_request("vafa", "public-code", params)
+    spec, preset, parsed = registry.parse_request(text)
+    assert (spec.name, preset, parsed) == ("vafa", "public-code", params)
+    with pytest.raises(ValueError, match="key=value"):
+        registry.parse_request("pgd,eps")

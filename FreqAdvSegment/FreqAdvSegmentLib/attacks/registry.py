@@ -10,7 +10,10 @@ under ``attacks/``, and add one ``register(...)`` line to :func:`_register_built
 attack is registered the same way, at run time: ``registry.register(MY_SPEC)``.
 
 A *method* is written ``name`` or ``name:preset`` (``vafa:public-code``) wherever one string has
-to say both, e.g. a menu entry or ``--method`` on the command line.
+to say both, e.g. a menu entry. A whole attack request, with its own parameters, is one string
+too: ``name[:preset][,key=value...]`` (``vafa:public-code,q_max=30,steps=10``); this is what
+``--method`` takes on the command line, and what the Slicer module and the web viewer send to the
+engine (:func:`format_request` / :func:`parse_request`).
 """
 
 from __future__ import annotations
@@ -91,6 +94,30 @@ def build(method: str, model: Any, params: Mapping[str, Any] | None = None, **ru
     """The attack object for ``method`` (``name`` or ``name:preset``) and ``params``."""
     spec, preset = split_method(method)
     return spec.build(model, preset, params, **run_options)
+
+
+def parse_request(text: str) -> tuple[AttackSpec, str | None, dict[str, Any]]:
+    """``"vafa:public-code,q_max=30"`` -> (VAFA's spec, "public-code", {"q_max": 30.0}).
+
+    Values are parsed and checked by the attack's own parameters; ValueError names what is wrong."""
+    head, *pairs = [part.strip() for part in text.split(",")]
+    spec, preset = split_method(head)
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{text!r}: expected key=value after the method, got {pair!r} (e.g. pgd,eps=4/255)")
+        key = key.strip().replace("-", "_")
+        params[key] = spec.param(key).parse(value)
+    return spec, preset, params
+
+
+def format_request(name: str, preset: str | None = None, params: Mapping[str, Any] | None = None) -> str:
+    """The inverse of :func:`parse_request`: exact text for an attack request."""
+    spec = get(name)
+    head = spec.name if preset is None else f"{spec.name}:{spec.preset(preset).name}"
+    pairs = [f"{k}={spec.param(k).to_text(v)}" for k, v in (params or {}).items()]
+    return ",".join([head, *pairs])
 
 
 def shared_param(name: str, exclude: str | None = None) -> Param | None:
