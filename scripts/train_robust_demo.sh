@@ -5,6 +5,7 @@
 #   bash scripts/train_robust_demo.sh split      # 1. only the patient-A split
 #   bash scripts/train_robust_demo.sh train vaft # 2. only one twin: natft, pgdat or vaft
 #   bash scripts/train_robust_demo.sh evaluate [natural natft pgdat vaft]  # 3. only the evaluation
+#   bash scripts/train_robust_demo.sh curves [natural natft pgdat vaft]    # 4. only the curves
 #
 # 1. Patient A (the shipped sample, RAS, 3 mm, 112 axial slices) is cut along S-I into
 #    - the held-out slab: axial slices z = 82..97 (16 slices, 48 mm; kidneys, liver, stomach,
@@ -26,6 +27,8 @@
 # 3. Every model (natural = demo-unet, and the twins) on patient B and on the held-out slab, clean
 #    and under GN, FGSM, PGD (4/255) and VAFA (paper and public-code presets, q_max 20, 8^3 blocks),
 #    $EVAL_STEPS attack steps (CPU time: one PGD step on patient B is 20-40 s on the shared machine).
+# 4. Curves on the held-out slab (scripts/robust_curves.py, a stand-in for `freqadv curve`): Dice
+#    and SSIM under GN, PGD and both VAFA presets at several strengths.
 #
 # CPU, one thread per training (THREADS); STEPS=240 takes roughly 15-40 minutes per twin on a
 # shared 2-core machine. Run folders: $RUNS/<twin>; exported weights: $MODELS/demo_unet_<twin>.safetensors.
@@ -123,10 +126,26 @@ evaluate() {
   done
 }
 
+curves() {
+  # Dice against attack strength and SSIM on the held-out slab (patient B costs twice as much CPU
+  # per attack step and its clean Dice is too low to read a curve from).
+  test -f "$SPLIT/heldout.json" || split
+  local model models=("$@")
+  [ ${#models[@]} -gt 0 ] || models=(natural natft pgdat vaft)
+  for model in "${models[@]}"; do
+    "$PYTHON" scripts/robust_curves.py "$SPLIT/heldout.json" -o "$EVAL_OUT/curves/$model" \
+      --models "$model=$(model_path "$model")" \
+      --sweep gn std 2/255,4/255,8/255 --sweep pgd eps 1/255,2/255,4/255,8/255 \
+      --sweep vafa q_max 20 --sweep vafa:public-code q_max 10,20,30 \
+      --set steps="$EVAL_STEPS" --set block_size=8 --device cpu --seed 0
+  done
+}
+
 case "${1:-all}" in
   split) split ;;
   train) train "${2:?which twin: natft, pgdat or vaft}" ;;
   evaluate) shift; evaluate "$@" ;;
-  all) split; for twin in natft pgdat vaft; do train "$twin"; done; evaluate ;;
-  *) echo "usage: $0 [split | train natft|pgdat|vaft | evaluate | all]" >&2; exit 2 ;;
+  curves) shift; curves "$@" ;;
+  all) split; for twin in natft pgdat vaft; do train "$twin"; done; evaluate; curves ;;
+  *) echo "usage: $0 [split | train natft|pgdat|vaft | evaluate [MODEL...] | curves [MODEL...] | all]" >&2; exit 2 ;;
 esac
