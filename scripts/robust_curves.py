@@ -75,7 +75,7 @@ def curve_rows(model_label: str, model: str, cases: list[dict[str, Path]], reque
             value = outcome.request.params[name]
             pert, ref = outcome.metrics["perturbation"], outcome.metrics["vs_reference"]
             rows.append({**base, "method": outcome.request.method, "param": name, "value": value,
-                         "shown": value * scale, "ssim": pert["ssim"], "linf": pert["linf"],
+                         "shown": round(value * scale, 6), "ssim": pert["ssim"], "linf": pert["linf"],
                          "psnr_db": pert["psnr_db"], "mean_dice": ref["mean_dice"],
                          "mean_hd95_mm": ref["mean_hd95_mm"], "seconds": round(outcome.seconds, 1)})
     return rows
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [m.split("=", 1) if "=" in m else (m, m) for m in args.models]
         requests = sweep_requests(args.sweep, common)
         cases = load_datalist(args.datalist, args.split)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # a bad sweep or an unreadable datalist: one line
         print(f"robust_curves: error: {err}", file=sys.stderr)
         return 2
     rows = []
