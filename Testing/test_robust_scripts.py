@@ -99,7 +99,8 @@ def test_curve_on_a_real_slab_then_report(tmp_path, capsys):
 
     assert report.main([str(tmp_path / "eval"), "--png", str(tmp_path / "c.png")]) == 0
     text = capsys.readouterr().out
-    assert "| natural (demo-unet) | " + f"{float(rows[0]['mean_dice']):.3f}" in text
+    gn4 = f"{float(rows[1]['mean_dice']):.3f} ({float(rows[1]['ssim']):.3f})"
+    assert f"| natural (demo-unet) | {float(rows[0]['mean_dice']):.3f} | {gn4} | n/a |" in text  # GN 4/255, no FGSM 4/255
     assert (tmp_path / "c.png").stat().st_size > 10_000
 
 

@@ -3,9 +3,9 @@
 
     python scripts/robust_report.py freqadv-out-robust-eval --png docs/results/robust_curves_heldout.png
 
-Reads EVAL/<data>/<model>/{paper,public-code}/summary.json (``freqadv evaluate``) and
-EVAL/curves/<model>/curve.csv (scripts/robust_curves.py); prints Markdown tables to stdout:
-Dice at the paper's budgets per data set, and Dice at equal SSIM (0.95, 0.90) read off each curve
+Reads EVAL/curves/<model>/curve.csv (scripts/robust_curves.py, the held-out slab) and
+EVAL/patientB/<model>/{paper,public-code}/summary.json (``freqadv evaluate``); prints Markdown
+tables to stdout: Dice at the paper's budgets on the slab and on patient B, and Dice at equal SSIM (0.95, 0.90) read off each curve
 by linear interpolation between neighbouring points (the clean point counts as SSIM 1); "-" where
 the sweep never got down to that SSIM. Writes the curve figure (Dice against strength and against
 SSIM, one line per model) atomically.
@@ -24,32 +24,43 @@ from pathlib import Path
 MODELS = ("natural", "natft", "pgdat", "vaft")
 MODEL_TITLES = {"natural": "natural (demo-unet)", "natft": "natural fine-tune", "pgdat": "PGD-AT",
                 "vaft": "VAFT (public-code VAFA)"}
-# summary.json condition -> column title; public-code VAFA comes from its own evaluate run.
-PAPER_CONDITIONS = (("clean", "clean"), ("gn", "GN 4/255"), ("fgsm", "FGSM 4/255"), ("pgd", "PGD 4/255"),
-                    ("vafa", "VAFA paper q20"))
+# The paper's budgets, read off the slab's curves: (method, strength shown) -> column title.
+PAPER_POINTS = ((("gn", 4.0), "GN 4/255"), (("fgsm", 4.0), "FGSM 4/255"), (("pgd", 4.0), "PGD 4/255"),
+                (("vafa", 20.0), "VAFA paper q20"), (("vafa:public-code", 20.0), "VAFA public-code q20"))
 CURVE_METHODS = (("pgd", "PGD", "eps (/255)"), ("vafa:public-code", "VAFA public-code", "q_max"),
                  ("gn", "GN", "std (/255)"))
 SSIM_TARGETS = (0.95, 0.90)
 
 
-def paper_table(eval_dir: Path, data: str) -> str:
-    """Markdown: one row per model, Dice (HD95 mm) per condition at the paper's budgets."""
-    titles = [t for _, t in PAPER_CONDITIONS] + ["VAFA public-code q20"]
-    lines = ["| model | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(titles)]
+def patient_b_table(eval_dir: Path) -> str:
+    """Markdown: one row per model, Dice (HD95 mm) clean, under PGD 4/255 and public-code VAFA q20."""
+    lines = ["| model | clean | PGD 4/255 | VAFA public-code q20 |", "|---|---:|---:|---:|"]
     for model in MODELS:
-        paper, public = (eval_dir / data / model / part / "summary.json" for part in ("paper", "public-code"))
+        paper, public = (eval_dir / "patientB" / model / part / "summary.json" for part in ("paper", "public-code"))
         if not paper.exists():
             continue
         conds = next(iter(json.loads(paper.read_text()).values()))
-        cells = [_cell(conds.get(c)) for c, _ in PAPER_CONDITIONS]
         pc = next(iter(json.loads(public.read_text()).values())) if public.exists() else {}
-        cells.append(_cell(pc.get("vafa")))
+        cells = [_cell(conds.get("clean")), _cell(conds.get("pgd")), _cell(pc.get("vafa"))]
         lines.append(f"| {MODEL_TITLES[model]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _cell(entry: dict | None) -> str:
     return "n/a" if entry is None else f"{entry['mean_dice']:.3f} ({entry['mean_hd95_mm']:.0f})"
+
+
+def slab_paper_table(curves: dict[str, list[dict]]) -> str:
+    """Markdown: Dice (SSIM) per model at the paper's budgets, from the slab's curve points."""
+    titles = [t for _, t in PAPER_POINTS]
+    lines = ["| model | clean | " + " | ".join(titles) + " |", "|---|---:|" + "---:|" * len(titles)]
+    for model, rows in curves.items():
+        found = {(r["method"], r["shown"]): r for r in rows}
+        cells = [f"{found[k]['mean_dice']:.3f} ({found[k]['ssim']:.3f})" if k in found else "n/a"
+                 for k, _ in PAPER_POINTS]
+        clean = curve_points(rows, "clean")[0][2]
+        lines.append(f"| {MODEL_TITLES[model]} | {clean:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def read_curves(eval_dir: Path) -> dict[str, list[dict]]:
@@ -147,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robust_report: error: {args.eval_dir} is not a folder; run scripts/train_robust_demo.sh first",
               file=sys.stderr)
         return 2
-    for data, title in (("heldout", "held-out slab of patient A (z 82-97)"), ("patientB", "patient B")):
-        print(f"### {title}: Dice (HD95 mm) at the paper's budgets\n\n{paper_table(args.eval_dir, data)}\n")
     curves = read_curves(args.eval_dir)
     if curves:
+        print(f"### held-out slab: Dice (SSIM) at the paper's budgets\n\n{slab_paper_table(curves)}\n")
         print(f"### held-out slab: Dice at equal SSIM\n\n{ssim_table(curves)}\n")
         print(f"### held-out slab: every curve point\n\n{points_table(curves)}\n")
         if args.png:
             plot(curves, args.png)
+    print(f"### patient B: Dice (HD95 mm), freqadv evaluate\n\n{patient_b_table(args.eval_dir)}\n")
     return 0
 
 
