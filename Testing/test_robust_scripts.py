@@ -63,10 +63,10 @@ def test_sweep_requests_parse_with_the_attacks_own_parameters():
     requests = curves.sweep_requests(
         [("pgd", "eps", "1/255,4/255"), ("vafa:public-code", "q_max", "10")], {"steps": "2", "block_size": "8"}
     )
-    assert [(r.method, r.params) for r in requests] == [
-        ("pgd", {"steps": 2, "eps": 1 / 255}),
-        ("pgd", {"steps": 2, "eps": 4 / 255}),
-        ("vafa:public-code", {"steps": 2, "block_size": 8, "q_max": 10.0}),
+    assert [(r.method, r.preset, r.params) for r in requests] == [
+        ("pgd", None, {"steps": 2, "eps": 1 / 255}),
+        ("pgd", None, {"steps": 2, "eps": 4 / 255}),
+        ("vafa", "public-code", {"steps": 2, "block_size": 8, "q_max": 10.0}),
     ]
     with pytest.raises(ValueError, match="no parameter 'q_max'.*eps"):
         curves.sweep_requests([("pgd", "q_max", "10")], {})
@@ -88,14 +88,17 @@ def test_curve_on_a_real_slab_then_report(tmp_path, capsys):
     (tmp_path / "d.json").write_text(__import__("json").dumps({"validation": [case]}))
     out = tmp_path / "eval" / "curves" / "natural"
     argv = [str(tmp_path / "d.json"), "-o", str(out), "--models", "natural=demo-unet",
-            "--sweep", "gn", "std", "4/255,16/255", "--sweep", "fgsm", "eps", "8/255", "--set", "steps=1"]
+            "--sweep", "gn", "std", "4/255,16/255", "--sweep", "fgsm", "eps", "8/255",
+            "--sweep", "vafa:public-code", "q_max", "20", "--set", "steps=1", "--set", "block_size=8"]
     assert curves.main(argv) == 0
     rows = list(csv.DictReader((out / "curve.csv").open()))
-    assert [(r["method"], r["shown"]) for r in rows] == [("clean", "0.0"), ("gn", "4.0"), ("gn", "16.0"), ("fgsm", "8.0")]
+    assert [(r["method"], r["shown"]) for r in rows] == [
+        ("clean", "0.0"), ("gn", "4.0"), ("gn", "16.0"), ("fgsm", "8.0"), ("vafa:public-code", "20.0")]
     ssim = [float(r["ssim"]) for r in rows]
     assert ssim[0] == 1.0 and 1.0 > ssim[1] > ssim[2]  # more noise, less similar
     assert float(rows[3]["linf"]) == pytest.approx(8 / 255, abs=1e-4)  # FGSM spends its whole budget
     assert float(rows[3]["mean_dice"]) < float(rows[0]["mean_dice"])
+    assert float(rows[4]["ssim"]) < 1.0 and float(rows[4]["mean_dice"]) < float(rows[0]["mean_dice"])
 
     assert report.main([str(tmp_path / "eval"), "--png", str(tmp_path / "c.png")]) == 0
     text = capsys.readouterr().out

@@ -46,12 +46,12 @@ def sweep_requests(sweeps: list[tuple[str, str, str]], common: dict[str, str]) -
     requests = []
     for method, name, values in sweeps:
         spec, _ = registry.split_method(method)
-        params = {p.name: p for p in spec.params}
-        if name not in params:
-            raise ValueError(f"--sweep {method}: it has no parameter {name!r}; it takes {', '.join(params)}")
-        fixed = {k: params[k].parse(v) for k, v in common.items() if k in params and k != name}
+        takes = spec.param_names
+        if name not in takes:
+            raise ValueError(f"--sweep {method}: it has no parameter {name!r}; it takes {', '.join(takes)}")
+        fixed = {k: spec.param(k).parse(v) for k, v in common.items() if k in takes and k != name}
         for text in values.split(","):
-            requests.append(AttackRequest(method, {**fixed, name: params[name].parse(text)}))
+            requests.append(AttackRequest(method, {**fixed, name: spec.param(name).parse(text)}))
     return requests
 
 
@@ -70,11 +70,12 @@ def curve_rows(model_label: str, model: str, cases: list[dict[str, Path]], reque
                      "linf": 0.0, "psnr_db": float("inf"), "mean_dice": clean["mean_dice"],
                      "mean_hd95_mm": clean["mean_hd95_mm"], "seconds": 0.0})
         for outcome, name in zip(job.outcomes, swept):
-            spec, _ = registry.split_method(outcome.request.method)
-            scale = {p.name: p for p in spec.params}[name].display_scale or 1
-            value = outcome.request.params[name]
+            request = outcome.request
+            method = request.method if request.preset is None else f"{request.method}:{request.preset}"
+            scale = registry.get(request.method).param(name).display_scale or 1
+            value = request.params[name]
             pert, ref = outcome.metrics["perturbation"], outcome.metrics["vs_reference"]
-            rows.append({**base, "method": outcome.request.method, "param": name, "value": value,
+            rows.append({**base, "method": method, "param": name, "value": value,
                          "shown": round(value * scale, 6), "ssim": pert["ssim"], "linf": pert["linf"],
                          "psnr_db": pert["psnr_db"], "mean_dice": ref["mean_dice"],
                          "mean_hd95_mm": ref["mean_hd95_mm"], "seconds": round(outcome.seconds, 1)})

@@ -4,7 +4,7 @@
     python scripts/robust_report.py freqadv-out-robust-eval --png docs/results/robust_curves_heldout.png
 
 Reads EVAL/curves/<model>/curve.csv (scripts/robust_curves.py, the held-out slab) and
-EVAL/patientB/<model>/{paper,public-code}/summary.json (``freqadv evaluate``); prints Markdown
+EVAL/patientB/<model>/summary.json (``freqadv evaluate``); prints Markdown
 tables to stdout: Dice at the paper's budgets on the slab and on patient B, and Dice at equal SSIM (0.95, 0.90) read off each curve
 by linear interpolation between neighbouring points (the clean point counts as SSIM 1); "-" where
 the sweep never got down to that SSIM. Writes the curve figure (Dice against strength and against
@@ -36,12 +36,11 @@ def patient_b_table(eval_dir: Path) -> str:
     """Markdown: one row per model, Dice (HD95 mm) clean, under PGD 4/255 and public-code VAFA q20."""
     lines = ["| model | clean | PGD 4/255 | VAFA public-code q20 |", "|---|---:|---:|---:|"]
     for model in MODELS:
-        paper, public = (eval_dir / "patientB" / model / part / "summary.json" for part in ("paper", "public-code"))
-        if not paper.exists():
+        path = eval_dir / "patientB" / model / "summary.json"
+        if not path.exists():
             continue
-        conds = next(iter(json.loads(paper.read_text()).values()))
-        pc = next(iter(json.loads(public.read_text()).values())) if public.exists() else {}
-        cells = [_cell(conds.get("clean")), _cell(conds.get("pgd")), _cell(pc.get("vafa"))]
+        conds = next(iter(json.loads(path.read_text()).values()))
+        cells = [_cell(conds.get(c)) for c in ("clean", "pgd", "vafa-public-code")]
         lines.append(f"| {MODEL_TITLES[model]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

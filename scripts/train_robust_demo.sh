@@ -106,19 +106,15 @@ model_path() {  # registry name for the natural model, exported file for a twin
 
 evaluate() {
   # Patient B with `freqadv evaluate`, at the paper's budgets: PGD 4/255 and VAFA as the public code
-  # runs it (q_max 20; its own run: the CLI takes --public-code for every VAFA of a run). The cheap
-  # and the weak attacks (GN, FGSM, paper VAFA) are measured on the slab only (curves below): one
-  # attack step on patient B took 40-70 s of CPU on the shared machine.
+  # runs it (q_max 20). The cheap and the weak attacks (GN, FGSM, paper VAFA) are measured on the
+  # slab only (curves below): one attack step on patient B took 40-70 s of CPU on the shared machine.
   test -f "$CACHE/patientB/datalist.json" || "$PYTHON" scripts/prepare_sample_data.py --patient B
   local model models=("$@")
   [ ${#models[@]} -gt 0 ] || models=(natural natft pgdat vaft)
   for model in "${models[@]}"; do
-    local out="$EVAL_OUT/patientB/$model"
     "$PYTHON" -m FreqAdvSegmentLib.cli evaluate "$CACHE/patientB/datalist.json" --models "$(model_path "$model")" \
-      --method pgd --steps "$EVAL_STEPS" --device cpu --seed 0 -o "$out/paper" --overwrite
-    "$PYTHON" -m FreqAdvSegmentLib.cli evaluate "$CACHE/patientB/datalist.json" --models "$(model_path "$model")" \
-      --method vafa --public-code --steps "$EVAL_STEPS" --q-max 20 --block-size 8 \
-      --device cpu --seed 0 -o "$out/public-code" --overwrite
+      --method pgd --method vafa:public-code,q_max=20,block_size=8 --steps "$EVAL_STEPS" \
+      --device cpu --seed 0 -o "$EVAL_OUT/patientB/$model" --overwrite
   done
 }
 
