@@ -29,8 +29,9 @@
 # 4. Curves on the held-out slab (scripts/robust_curves.py, a stand-in for `freqadv curve`): Dice
 #    and SSIM under GN, FGSM, PGD and both VAFA presets at several strengths, the paper's included.
 #
-# CPU, one thread per training (THREADS); STEPS=240 takes roughly 15-40 minutes per twin on a
-# shared 2-core machine. Run folders: $RUNS/<twin>; exported weights: $MODELS/demo_unet_<twin>.safetensors.
+# CPU, one thread per training (THREADS). The shipped twins: STEPS=160 (the default), 3-16 s per
+# step for VAFT and PGD-AT depending on the load (about 40 minutes each on the shared 2-core machine). Run folders: $RUNS/<twin>; exported weights: $MODELS/demo_unet_<twin>.safetensors
+# for the shipped twins (pgdat, vaft), $RUNS/natft/demo_unet_natft.safetensors for the control.
 # Labels of both patients are TotalSegmentator's model output (silver standard), not manual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,13 +39,23 @@ PYTHON="${PYTHON:-python}"
 RUNS="${RUNS:-/tmp/freqadv-robust}"
 EVAL_OUT="${EVAL_OUT:-freqadv-out-robust-eval}"
 THREADS="${THREADS:-1}"
-STEPS="${STEPS:-240}"
+STEPS="${STEPS:-160}"
 ATTACK_STEPS="${ATTACK_STEPS:-5}"
 EVAL_STEPS="${EVAL_STEPS:-5}"
 MODELS=FreqAdvSegment/FreqAdvSegmentLib/resources/models
 CACHE="${FREQADV_CACHE:-$HOME/.cache/freqadvsegment}"
 SPLIT="$CACHE/patientA_split"
 export OMP_NUM_THREADS="$THREADS"
+
+model_path() {
+  # The natural model by its registry name; the shipped twins in the package; the control (natft,
+  # not shipped) in its run folder.
+  case "$1" in
+    natural) echo demo-unet ;;
+    natft) echo "$RUNS/natft/demo_unet_natft.safetensors" ;;
+    *) echo "$MODELS/demo_unet_$1.safetensors" ;;
+  esac
+}
 
 split() {
   # Slices are [start, stop) on the RAS grid's third (S-I) axis; nibabel's slicer keeps the affine.
@@ -97,12 +108,9 @@ train() {
     --flip-axes 1,2 --flip-prob 0.1 --rot90-prob 0 --scale-prob 0.5 --shift-prob 0.5 --slab-prob 0.4 \
     --max-steps "$STEPS" --lr 1e-4 --warmup-steps 10 --seed 0 --threads "$THREADS" \
     --val-every 0 --ckpt-every 20 --no-tensorboard --no-progress \
-    --export "$MODELS/demo_unet_$twin.safetensors"
+    --export "$(model_path "$twin")"
 }
 
-model_path() {  # registry name for the natural model, exported file for a twin
-  if [ "$1" = natural ]; then echo demo-unet; else echo "$MODELS/demo_unet_$1.safetensors"; fi
-}
 
 evaluate() {
   # Patient B with `freqadv evaluate`, at the paper's budgets: PGD 4/255 and VAFA as the public code
