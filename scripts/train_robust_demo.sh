@@ -30,8 +30,9 @@
 #    and SSIM under GN, FGSM, PGD and both VAFA presets at several strengths, the paper's included.
 #
 # CPU, one thread per training (THREADS). The shipped twins: STEPS=160 (the default), 3-16 s per
-# step for VAFT and PGD-AT depending on the load (about 40 minutes each on the shared 2-core machine). Run folders: $RUNS/<twin>; exported weights: $MODELS/demo_unet_<twin>.safetensors
-# for the shipped twins (pgdat, vaft), $RUNS/natft/demo_unet_natft.safetensors for the control.
+# step for VAFT and PGD-AT depending on the load (about 40 minutes each on the shared 2-core machine).
+# Run folders: $RUNS/<twin>; exported weights: $MODELS/demo_unet_<twin>.safetensors for the shipped
+# twins (pgdat, vaft), $RUNS/natft/demo_unet_natft.safetensors for the control.
 # Labels of both patients are TotalSegmentator's model output (silver standard), not manual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
