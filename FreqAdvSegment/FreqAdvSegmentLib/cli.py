@@ -357,7 +357,10 @@ COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evalua
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error (already printed, one line)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
