@@ -622,12 +622,12 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 _SLOW_WRITER = """
 import sys, time
 from pathlib import Path
-import FreqAdvSegmentLib.report as report
-def stalled(job, folder, files):  # the run is now mid-write, inside its temporary folder
-    (Path(folder) / "half.json").write_text("{")
-    Path(sys.argv[1]).write_text(str(folder))
+import FreqAdvSegmentLib.io as io
+def stalled(image, path):  # the run is now mid-write, inside its temporary folder
+    Path(path).with_name("half.nii.gz").write_bytes(b"partial")
+    Path(sys.argv[1]).write_text(str(Path(path).parent))
     time.sleep(120)
-report.write_report = stalled
+io.write_image = stalled
 from FreqAdvSegmentLib.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -636,7 +636,7 @@ sys.exit(main(sys.argv[2:]))
 def _start_stalled_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     ct = copy_ct(tmp_path)
     flag, out = tmp_path / "writing", tmp_path / "out"
-    argv = ["attack", str(ct), "--method", "gn", "--device", "cpu", "-o", str(out)]
+    argv = ["segment", str(ct), "--device", "cpu", "-o", str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(flag), *argv], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
@@ -664,7 +664,7 @@ def test_sigkill_mid_write_is_cleaned_at_the_next_run(tmp_path, capsys):
     proc.kill()
     proc.wait(timeout=60)
     assert not out.exists(), "a killed run must not leave a results folder that looks complete"
-    assert temporary.is_dir() and (temporary / "half.json").exists()  # what SIGKILL leaves
+    assert temporary.is_dir() and (temporary / "half.nii.gz").exists()  # what SIGKILL leaves
     # The next run into the same folder removes it (and says so) before doing anything else.
     code, stderr = _run(["segment", str(tmp_path / "nope.nii.gz"), "-o", str(out)], capsys)
     assert code == 2 and not temporary.exists()
