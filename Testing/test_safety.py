@@ -133,9 +133,11 @@ def test_upload_caps_count_bytes_per_voxel(tmp_path):
 
 
 def test_web_app_runs_only_server_listed_models(tmp_path):
+    from trame.app import get_server
+
     from FreqAdvSegmentLib.web.app import FreqAdvWebApp, ServeConfig, public_message
 
-    app = FreqAdvWebApp(ServeConfig(work_dir=tmp_path / "web", port=0))
+    app = FreqAdvWebApp(ServeConfig(work_dir=tmp_path / "web"), server=get_server("freqadv-safety-test", client_type="vue3"))
     try:
         outside = tmp_path / "elsewhere" / "evil.safetensors"
         # A websocket client rewrites both the list and the choice; the server keeps its own.
@@ -148,6 +150,8 @@ def test_web_app_runs_only_server_listed_models(tmp_path):
         assert app._job_request().model == "demo-unet"
     finally:
         app.close()
+        for view in app.slicer.view_manager.get_views():
+            view.finalize()
     assert public_message(f"cannot read '{outside}': damaged") == "cannot read 'evil.safetensors': damaged"
 
 

@@ -263,10 +263,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .training.distributed_eval import evaluate_datalist_distributed
-
     from .evaluate import load_datalist
     from .io import check_output_target
+    from .training.distributed_eval import evaluate_datalist_distributed
 
     models = args.models or [args.model or "demo-unet"]
     cases = load_datalist(args.datalist, args.split)
