@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..attacks import build_attack
+from ..attacks import registry
 from ..inference import autocast
 from ..models import ModelSpec, build_model, load_model, paper_unetr_spec, resolve_model, save_model
 from ..models.registry import registry_spec, sha256_of
@@ -157,7 +157,7 @@ class Trainer:
         self.loss_fn = segmentation_loss()
         self.attack = None
         if cfg.attack_name is not None:
-            self.attack = build_attack(cfg.attack_name, self.net, amp=self.amp, **cfg.attack_kwargs())
+            self.attack = registry.build(cfg.attack_name, self.net, cfg.attack_kwargs(), amp=self.amp)
 
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_metric: float | None = None
