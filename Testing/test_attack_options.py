@@ -205,3 +205,18 @@ def test_training_attack_settings_are_checked_up_front(argv, words):
         _train_config(*argv)
     for word in words:
         assert word in str(err.value), str(err.value)
+
+
+# --- the README's table ------------------------------------------------------------------------------
+
+
+def test_the_readme_attack_table_is_the_generated_one():
+    from pathlib import Path
+
+    from FreqAdvSegmentLib.attacks.docs import attack_table, readme_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert readme_table(readme) == attack_table(), (
+        "README.md's attack table is stale: run python -m FreqAdvSegmentLib.attacks.docs README.md")
+    for spec in registry.specs():
+        assert f"| `{spec.name}` |" in readme

@@ -239,10 +239,10 @@ class Trainer:
         return spec, build_model(spec)
 
     def _check_patch(self) -> None:
-        if self.cfg.attack_name == "vafa":
-            block = self.cfg.attack_kwargs()["block_size"]
-            if block > min(self.patch):
-                raise ValueError(f"VAFA's block_size {block} exceeds the training patch {self.patch}; use --block-size <= {min(self.patch)}")
+        block = self.cfg.attack_kwargs().get("block_size")  # the frequency attacks' DCT blocks
+        if block is not None and block > min(self.patch):
+            raise ValueError(f"{self.cfg.attack_name}'s block_size {block} exceeds the training patch {self.patch}; "
+                             f"use --block-size <= {min(self.patch)}")
         if self.spec.arch == "unetr" and tuple(self.patch) != tuple(self.spec.roi_size):
             raise ValueError(f"UNETR trains on patches of its img_size {self.spec.roi_size}; --crop {self.patch} differs")
 
