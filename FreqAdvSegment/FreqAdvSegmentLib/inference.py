@@ -12,6 +12,7 @@ from monai.inferers import sliding_window_inference
 
 from .models import ModelSpec, load_model, resolve_model
 from .models.registry import registry_spec
+from .shapes import padded_forward
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -81,7 +82,7 @@ def predict_logits(
     x = x.to(device)
     with autocast(device, amp):
         if roi_size is None:
-            logits = model(x)
+            logits = padded_forward(model, x)  # padded to the model's multiple, cropped back
         else:
             logits = sliding_window_inference(x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode="gaussian")
     return logits.float()
