@@ -21,9 +21,11 @@
 #    - natft: natural fine-tuning (the control: what fine-tuning on the pieces does by itself);
 #    - pgdat: PGD-AT, L-inf 4/255, step 0.01, $ATTACK_STEPS steps;
 #    - vaft:  VAFT (regime vafa-fr, M_VAFA-FR) against VAFA as the authors' public code runs it
-#             (--public-code: tables from q_max = 20 in [5, 20], soft output rounding, per-slice
-#             renormalisation), 8^3 blocks, $ATTACK_STEPS steps.
-#    SA^2-AT is not trained: the sa2 attack was not registered when these twins were trained.
+#             (--preset public-code: tables from q_max = 20 in [5, 20], soft output rounding,
+#             per-slice renormalisation), 8^3 blocks, $ATTACK_STEPS steps. (The shipped twin was
+#             trained with --public-code before the registry CLI landed; both resolve to the same
+#             VAFA keywords.)
+#    SA^2-AT is not trained: the sa2 attack was registered only after these twins were trained.
 # 3. Every model (natural = demo-unet, and the twins) on patient B with `freqadv evaluate`: clean,
 #    PGD 4/255 and public-code VAFA (q_max 20, 8^3 blocks), $EVAL_STEPS attack steps.
 # 4. Curves on the held-out slab (scripts/robust_curves.py, a stand-in for `freqadv curve`): Dice
@@ -96,7 +98,7 @@ train() {
   case "$twin" in
     natft) regime=natural ;;
     pgdat) regime=pgd; attack=(--attack-steps "$ATTACK_STEPS") ;;  # the defaults: eps 4/255, step 0.01
-    vaft)  regime=vafa-fr; attack=(--attack-steps "$ATTACK_STEPS" --public-code --q-max 20 --block-size 8) ;;
+    vaft)  regime=vafa-fr; attack=(--attack-steps "$ATTACK_STEPS" --preset public-code --q-max 20 --block-size 8) ;;
     *) echo "unknown twin '$twin': use natft, pgdat or vaft" >&2; exit 2 ;;
   esac
   test -f "$SPLIT/train.json" || split
