@@ -33,8 +33,9 @@
 #
 # CPU, one thread per training (THREADS). The shipped twins: STEPS=160 (the default), 3-16 s per
 # step for VAFT and PGD-AT depending on the load (about 40 minutes each on the shared 2-core machine).
-# Run folders: $RUNS/<twin>; exported weights: $MODELS/demo_unet_<twin>.safetensors for the shipped
-# twins (pgdat, vaft), $RUNS/natft/demo_unet_natft.safetensors for the control.
+# Run folders: $RUNS/<twin>; exported weights: $MODELS/demo_unet_vaft.safetensors for the shipped
+# twin, $RUNS/<twin>/demo_unet_<twin>.safetensors for the two that are not shipped (natft, pgdat).
+# Results and what they show: docs/results/robust_models.md.
 # Labels of both patients are TotalSegmentator's model output (silver standard), not manual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,12 +52,12 @@ SPLIT="$CACHE/patientA_split"
 export OMP_NUM_THREADS="$THREADS"
 
 model_path() {
-  # The natural model by its registry name; the shipped twins in the package; the control (natft,
-  # not shipped) in its run folder.
+  # The natural model by its registry name; the shipped twin (vaft, registry name demo-unet-vaft)
+  # in the package; the twins not shipped (natft, pgdat) in their run folders.
   case "$1" in
     natural) echo demo-unet ;;
-    natft) echo "$RUNS/natft/demo_unet_natft.safetensors" ;;
-    *) echo "$MODELS/demo_unet_$1.safetensors" ;;
+    vaft) echo "$MODELS/demo_unet_vaft.safetensors" ;;
+    *) echo "$RUNS/$1/demo_unet_$1.safetensors" ;;
   esac
 }
 
