@@ -100,7 +100,9 @@ def test_curve_on_a_real_slab_then_report(tmp_path, capsys):
     assert float(rows[3]["mean_dice"]) < float(rows[0]["mean_dice"])
     assert float(rows[4]["ssim"]) < 1.0 and float(rows[4]["mean_dice"]) < float(rows[0]["mean_dice"])
 
-    assert report.main([str(tmp_path / "eval"), "--png", str(tmp_path / "c.png")]) == 0
+    assert report.main([str(tmp_path / "eval"), "--png", str(tmp_path / "c.png"), "--csv-dir", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "robust_models_heldout.csv").read_text() == (out / "curve.csv").read_text().replace("\r\n", "\n")
+    assert not (tmp_path / "r" / "robust_models_patientB.csv").exists()  # no patient-B evaluation here
     text = capsys.readouterr().out
     gn4 = f"{float(rows[1]['mean_dice']):.3f} ({float(rows[1]['ssim']):.3f})"
     assert f"| natural (demo-unet) | {float(rows[0]['mean_dice']):.3f} | {gn4} | n/a |" in text  # GN 4/255, no FGSM 4/255

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Tables and figures of docs/results/robust_models.md from the outputs of train_robust_demo.sh.
 
-    python scripts/robust_report.py freqadv-out-robust-eval --png docs/results/robust_curves_heldout.png
+    python scripts/robust_report.py freqadv-out-robust-eval --png docs/results/robust_curves_heldout.png \
+        --csv-dir docs/results
 
 Reads EVAL/curves/<model>/curve.csv (scripts/robust_curves.py, the held-out slab) and
 EVAL/patientB/<model>/summary.json (``freqadv evaluate``); prints Markdown
@@ -119,6 +120,26 @@ def points_table(curves: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def write_csvs(eval_dir: Path, folder: Path) -> list[Path]:
+    """robust_models_heldout.csv (every curve row) and robust_models_patientB.csv (every evaluate
+    row, per-organ Dice included), each the concatenation over the models, written atomically."""
+    sources = {"robust_models_heldout.csv": [eval_dir / "curves" / m / "curve.csv" for m in MODELS],
+               "robust_models_patientB.csv": [eval_dir / "patientB" / m / "results.csv" for m in MODELS]}
+    written = []
+    for name, paths in sources.items():
+        parts = [p.read_text(encoding="utf-8").splitlines() for p in paths if p.exists()]
+        if not parts:
+            continue
+        lines = parts[0][:1] + [line for part in parts for line in part[1:]]
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, folder / name)
+        written.append(folder / name)
+    return written
+
+
 def plot(curves: dict[str, list[dict]], png: Path) -> None:
     """Two rows of panels (Dice vs strength, Dice vs SSIM), one column per attack; written atomically."""
     import matplotlib
@@ -152,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("eval_dir", type=Path)
     p.add_argument("--png", type=Path, help="write the curve figure here")
+    p.add_argument("--csv-dir", type=Path, help="write robust_models_heldout.csv and robust_models_patientB.csv here")
     args = p.parse_args(argv)
     if not args.eval_dir.is_dir():
         print(f"robust_report: error: {args.eval_dir} is not a folder; run scripts/train_robust_demo.sh first",
@@ -165,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.png:
             plot(curves, args.png)
     print(f"### patient B: Dice (HD95 mm), freqadv evaluate\n\n{patient_b_table(args.eval_dir)}\n")
+    if args.csv_dir:
+        write_csvs(args.eval_dir, args.csv_dir)
     return 0
 
 

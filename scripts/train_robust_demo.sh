@@ -152,6 +152,7 @@ case "${1:-all}" in
   evaluate) shift; evaluate "$@" ;;
   curves) shift; curves "$@" ;;
   all) split; for twin in natft pgdat vaft; do train "$twin"; done; curves; evaluate
-       "$PYTHON" scripts/robust_report.py "$EVAL_OUT" --png docs/results/robust_curves_heldout.png ;;
+       "$PYTHON" scripts/robust_report.py "$EVAL_OUT" --png docs/results/robust_curves_heldout.png \
+         --csv-dir docs/results ;;
   *) echo "usage: $0 [split | train natft|pgdat|vaft | evaluate [MODEL...] | curves [MODEL...] | all]" >&2; exit 2 ;;
 esac
