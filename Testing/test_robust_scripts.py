@@ -116,3 +116,14 @@ def test_curves_bad_sweep_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("robust_curves: error:") and "eps" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_shipped_vaft_twin_matches_its_pinned_sha256_and_is_a_demo_unet_twin():
+    from safetensors.torch import load_file
+
+    from FreqAdvSegmentLib.models.registry import resolve_model
+
+    twin, base = resolve_model("demo-unet-vaft"), resolve_model("demo-unet")  # raises on a sha256 mismatch
+    a, b = load_file(str(twin)), load_file(str(base))
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    assert any(not (a[k] == b[k]).all() for k in a)  # fine-tuned, not a copy
