@@ -15,6 +15,7 @@ import errno
 import gzip
 import hashlib
 import json
+import locale
 import os
 import re
 import shutil
@@ -262,6 +263,14 @@ def _(d):
 
 
 def _dicom_series(folder: Path, uid: str, arr: np.ndarray) -> None:
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer leaves the process in the "C" locale
+    try:
+        _write_dicom_slices(folder, uid, arr)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_slices(folder: Path, uid: str, arr: np.ndarray) -> None:
     folder.mkdir(exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -499,10 +508,10 @@ def _(d):
 # --- running the table ----------------------------------------------------------------------
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str]:
-    capsys.readouterr()
+def _run(argv: list[str], capfd) -> tuple[int, str]:
+    capfd.readouterr()
     code = main(argv)
-    return code, capsys.readouterr().err
+    return code, capfd.readouterr().err
 
 
 def assert_clear_failure(code: int, stderr: str, before: dict, after: dict, expect: str) -> None:
@@ -515,12 +524,12 @@ def assert_clear_failure(code: int, stderr: str, before: dict, after: dict, expe
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_fault(name, tmp_path, capsys):
+def test_fault(name, tmp_path, capfd):
     d = tmp_path / "case"
     d.mkdir()
     argv, expect = CASES[name](d)
     before = tree(tmp_path)
-    code, stderr = _run(argv, capsys)
+    code, stderr = _run(argv, capfd)
     after = tree(tmp_path)
     lines = message_lines(stderr)
     RESULTS[name] = {
@@ -573,14 +582,14 @@ def readonly_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("command", ["segment", "attack"])
-def test_read_only_output(command, readonly_dir, tmp_path, capsys):
+def test_read_only_output(command, readonly_dir, tmp_path, capfd):
     ct = copy_ct(tmp_path)
     argv = [command, str(ct), "--device", "cpu", "-o", str(readonly_dir / "out")]
     if command == "attack":
         argv += ["--method", "gn"]
     before = tree(tmp_path)
     start = time.perf_counter()
-    code, stderr = _run(argv, capsys)
+    code, stderr = _run(argv, capfd)
     assert_clear_failure(code, stderr, before, tree(tmp_path), "read-only")
     assert time.perf_counter() - start < 5, "a read-only output must be refused before any model work"
 
@@ -603,14 +612,14 @@ def full_dir(tmp_path, monkeypatch):
     yield target
 
 
-def test_disk_full_while_writing(full_dir, tmp_path, capsys):
+def test_disk_full_while_writing(full_dir, tmp_path, capfd):
     ct = copy_ct(tmp_path)
     before = tree(tmp_path)
-    code, stderr = _run(["attack", str(ct), "--method", "gn", "--device", "cpu", "-o", str(full_dir / "out")], capsys)
+    code, stderr = _run(["attack", str(ct), "--method", "gn", "--device", "cpu", "-o", str(full_dir / "out")], capfd)
     assert_clear_failure(code, stderr, before, tree(tmp_path), "disk")
 
 
-def test_debug_shows_the_traceback(tmp_path, capsys):
+def test_debug_shows_the_traceback(tmp_path, capfd):
     with pytest.raises(FileNotFoundError):
         main(["--debug", "segment", str(tmp_path / "nope.nii"), "-o", str(tmp_path / "o")])
     with pytest.raises(FileNotFoundError):
@@ -659,14 +668,14 @@ def test_sigint_mid_write_leaves_nothing(tmp_path):
     assert not out.exists() and not temporary.exists()
 
 
-def test_sigkill_mid_write_is_cleaned_at_the_next_run(tmp_path, capsys):
+def test_sigkill_mid_write_is_cleaned_at_the_next_run(tmp_path, capfd):
     proc, out, temporary = _start_stalled_run(tmp_path)
     proc.kill()
     proc.wait(timeout=60)
     assert not out.exists(), "a killed run must not leave a results folder that looks complete"
     assert temporary.is_dir() and (temporary / "half.nii.gz").exists()  # what SIGKILL leaves
     # The next run into the same folder removes it (and says so) before doing anything else.
-    code, stderr = _run(["segment", str(tmp_path / "nope.nii.gz"), "-o", str(out)], capsys)
+    code, stderr = _run(["segment", str(tmp_path / "nope.nii.gz"), "-o", str(out)], capfd)
     assert code == 2 and not temporary.exists()
     assert "left by an earlier run that was killed" in stderr
 

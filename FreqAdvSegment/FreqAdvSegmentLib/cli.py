@@ -107,7 +107,7 @@ def _add_attack_options(p: argparse.ArgumentParser, default_methods: list[str] |
     g.add_argument("--preset", choices=preset_names(), default=None,
                    help="preset for every chosen attack that has it (e.g. public-code, table5, eps8)")
     g.add_argument("--public-code", action="store_true", help="the same as --preset public-code (VAFA as the authors' code runs it)")
-    add_param_flags(g)
+    add_param_flags(p, g)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,9 +11,11 @@ disk or a Ctrl-C never leaves a half-written file or results folder that looks c
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -150,8 +152,25 @@ def _check_caps(size: tuple[int, ...], pixel_bytes: int, path: Path, caps: tuple
         )
 
 
+@contextlib.contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    """ITK prints warnings (e.g. "No Series were found") straight to the C stderr; the error this
+    module raises says it better, in one line."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
 def _read_dicom_folder(folder: Path, series_id: str | None, caps: tuple[int, int]) -> sitk.Image:
     """Read the one DICOM series in ``folder`` (or ``series_id`` of several) as a 3D volume."""
+    with _itk_warnings_off():
+        return _read_dicom_series(folder, series_id, caps)
+
+
+def _read_dicom_series(folder: Path, series_id: str | None, caps: tuple[int, int]) -> sitk.Image:
     ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
     if not ids:
         raise ValueError(
