@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,12 +24,17 @@ from tqdm.auto import tqdm
 from .training.cli import add_train_parser, cmd_train
 from .web.cli import add_serve_parser, cmd_serve
 
-ATTACK_HELP = """\
-attack parameters (each applies to the attacks that take it; intensities are on the [0, 1] scale,
-and a fraction like 4/255 gives the paper's 0-255 units):
-  vafa: --q-max --q-min --q-init --steps --block-size --ssim-weight --rounding --public-code
-  pgd, bim: --eps --alpha --steps      fgsm: --eps      gn: --std      cw: --c --kappa --steps --lr
-"""
+def attack_help() -> str:
+    """The attack group's text, from the registry: every method and preset, one line each."""
+    from .attacks.options import method_listing
+
+    return (
+        "--method takes NAME[:PRESET][,KEY=VALUE...], e.g. vafa:public-code,q_max=30 or pgd,eps=8/255;\n"
+        "repeat it for several attacks. A parameter flag (--q-max ...) applies to every chosen attack\n"
+        "that takes it, a KEY=VALUE of one --method wins over it; --preset applies to every chosen\n"
+        "attack that has that preset. Intensities are on the [0, 1] scale: a fraction like 4/255\n"
+        "gives the paper's 0-255 units.\n\nmethods and presets:\n" + method_listing()
+    )
 
 
 def _fraction(text: str) -> float:
@@ -64,23 +70,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_attack_options(p: argparse.ArgumentParser, default_methods: list[str] | None = None) -> None:
-    g = p.add_argument_group("attacks", ATTACK_HELP)
-    g.add_argument("--method", action="append", choices=["vafa", "pgd", "fgsm", "bim", "cw", "gn"], default=None,
-                   help=f"attack to run; repeat for several (default: {' and '.join(default_methods or ['vafa'])})")
-    g.add_argument("--steps", type=int, default=None, help="attack steps (VAFA, PGD, BIM: 20; CW: 50)")
-    g.add_argument("--q-max", type=float, default=None, help="VAFA: largest quantisation step (paper: 20)")
-    g.add_argument("--q-min", type=float, default=None, help="VAFA: smallest quantisation step (paper: 1; public code: 5)")
-    g.add_argument("--q-init", type=float, default=None, help="VAFA: starting table value (paper: q-min; public code: q-max)")
-    g.add_argument("--block-size", type=int, default=None, help="VAFA: DCT block side (paper: 8; 32 in its Table 5 and AT)")
-    g.add_argument("--ssim-weight", type=float, default=None, help="VAFA: weight of the (1 - SSIM) term (default 1; 0 = off)")
-    g.add_argument("--rounding", choices=["soft", "ste"], default=None, help="VAFA: differentiable rounding")
-    g.add_argument("--public-code", action="store_true", help="VAFA as the authors' public code runs it")
-    g.add_argument("--eps", type=_fraction, default=None, help="PGD/BIM/FGSM: L-inf budget, e.g. 4/255 (default 4/255)")
-    g.add_argument("--alpha", type=_fraction, default=None, help="PGD/BIM: step size (default 0.01)")
-    g.add_argument("--std", type=_fraction, default=None, help="GN: noise standard deviation (default 4/255)")
-    g.add_argument("--c", type=float, default=None, help="CW: weight of the margin term (default 1)")
-    g.add_argument("--kappa", type=float, default=None, help="CW: confidence margin (default 0)")
-    g.add_argument("--lr", type=float, default=None, help="CW: Adam learning rate (default 0.01)")
+    # Built from the registry when the parser is built, so a registered plug-in attack appears.
+    from .attacks import registry
+    from .attacks.options import add_param_flags, preset_names, request_text
+
+    g = p.add_argument_group("attacks", attack_help())
+    g.add_argument("--method", action="append", type=request_text, default=None, metavar="REQUEST",
+                   help=f"attack to run, one of {', '.join(registry.names())} (presets above); repeat for "
+                        f"several (default: {' and '.join(default_methods or ['vafa'])})")
+    g.add_argument("--preset", choices=preset_names(), default=None,
+                   help="preset for every chosen attack that has it (e.g. public-code, table5, eps8)")
+    g.add_argument("--public-code", action="store_true", help="the same as --preset public-code (VAFA as the authors' code runs it)")
+    add_param_flags(g)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,19 +144,24 @@ def _version() -> str:
 
 
 
-def attack_requests(args: argparse.Namespace, default: list[str]):
-    """AttackRequest per --method, each with only the parameters it takes."""
-    from .attacks import ATTACK_PARAMETERS
-    from .pipeline import AttackRequest
+def attack_requests(args: argparse.Namespace, default: Sequence[str] = ("vafa",)):
+    """One AttackRequest per --method (``default`` without any), each with the preset and the
+    parameter flags it takes; per-request KEY=VALUE wins over the flags. Labels are unique."""
+    from .attacks import registry
+    from .attacks.options import chosen_preset, check_all_taken, check_preset_used, given_params, params_for, preset_for
+    from .pipeline import AttackRequest, unique_labels
 
+    preset = chosen_preset(args)
+    flags = given_params(args)
     requests = []
-    for method in args.method or default:
-        params = {k: getattr(args, k) for k in ATTACK_PARAMETERS[method] if getattr(args, k, None) is not None}
-        if method == "vafa" and args.public_code:
-            q_max = params.get("q_max", 20.0)
-            params = {"q_min": 5.0, "q_init": q_max, "output_rounding": "soft", "renormalize": "slice", **params}
-        requests.append(AttackRequest(method, params))
-    return requests
+    for text in args.method or default:
+        spec, own_preset, own = registry.parse_request(text)
+        params = {**params_for(spec, flags), **own}
+        requests.append(AttackRequest(spec.name, params, own_preset or preset_for(spec, preset)))
+    specs = [registry.get(r.method) for r in requests]
+    check_all_taken(flags, specs)
+    check_preset_used(preset, specs)
+    return unique_labels(requests)
 
 
 def run_options(args: argparse.Namespace):

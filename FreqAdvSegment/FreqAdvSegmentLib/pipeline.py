@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .attacks import AttackResult, build_attack
+from .attacks import Attack, AttackResult, registry
 from .attacks.measures import summarize
 from .inference import LoadedModel, segment
 from .io import atomic_output_dir, write_image
@@ -44,14 +44,60 @@ StageProgress = Callable[[str, int, int], None]
 
 @dataclass
 class AttackRequest:
-    """One attack to run: a method name (vafa, pgd, fgsm, bim, cw, gn) and its parameters."""
+    """One attack to run: a registered attack, an optional preset, the parameters given on top.
+
+    ``method`` may carry the preset (``AttackRequest("vafa:public-code", {"q_max": 30})``); after
+    construction ``method`` is the attack's name and ``preset`` the preset. Parameters are checked
+    at once (a wrong one raises ValueError before any model runs). ``label`` names the output
+    folder and the report's entry; :func:`unique_labels` makes the labels of a job distinct.
+    """
 
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        spec, preset = registry.split_method(self.method)
+        if preset is not None and self.preset not in (None, preset):
+            raise ValueError(f"{self.method!r} names preset {preset!r} but preset={self.preset!r} was given too")
+        self.method, self.preset = spec.name, preset or self.preset
+        self.params = {k: spec.param(k).parse(v) for k, v in dict(self.params).items()}
+        spec.resolve(self.preset, **self.params)  # the combination is checked here, not mid-job
+        self.label = self.label or (spec.name if self.preset is None else f"{spec.name}-{self.preset}")
+
+    @classmethod
+    def from_text(cls, text: str, label: str = "") -> AttackRequest:
+        """From the one text form ``name[:preset][,key=value...]`` (see ``registry.parse_request``)."""
+        spec, preset, params = registry.parse_request(text)
+        return cls(spec.name, params, preset, label)
 
     @property
-    def label(self) -> str:
-        return self.method.lower()
+    def text(self) -> str:
+        """The request as text, e.g. ``vafa:public-code,q_max=30.0``."""
+        return registry.format_request(self.method, self.preset, self.params)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Every constructor keyword of the attack: defaults, then the preset, then ``params``."""
+        return registry.get(self.method).resolve(self.preset, **self.params)
+
+    def build(self, model: torch.nn.Module, **run_options: Any) -> Attack:
+        """The attack object (run options: roi_size, overlap, sw_batch_size, amp, seed, loss)."""
+        return registry.get(self.method).build(model, self.preset, self.params, **run_options)
+
+
+def unique_labels(requests: Sequence[AttackRequest]) -> list[AttackRequest]:
+    """The requests with distinct labels: a repeated label gets -2, -3, ... (``pgd``, ``pgd-2``)."""
+    seen: set[str] = set()
+    out = []
+    for request in requests:
+        label, n = request.label, 1
+        while label in seen:
+            n += 1
+            label = f"{request.label}-{n}"
+        seen.add(label)
+        out.append(request if label == request.label else replace(request, label=label))
+    return out
 
 
 @dataclass
@@ -137,7 +183,7 @@ def run_job(
     reference = ground_truth if ground_truth is not None else clean_labels
     clean_metrics = _metrics(clean_labels, ground_truth, loaded, options) if ground_truth is not None else None
     job = JobResult(image, ctx, x, clean_pred, clean_labels, ground_truth, loaded, options, clean_metrics)
-    for request in attacks:
+    for request in unique_labels(attacks):  # one output folder per request
         job.outcomes.append(_run_attack(job, request, gt_model, reference, progress))
     return job
 
@@ -150,15 +196,13 @@ def _run_attack(
     progress: StageProgress | None,
 ) -> AttackOutcome:
     options, loaded = job.options, job.loaded
-    attack = build_attack(
-        request.method,
+    attack = request.build(
         loaded.model,
         roi_size=_roi(options, loaded),
         overlap=options.overlap,
         sw_batch_size=options.sw_batch_size,
         amp=options.amp,
         seed=options.seed,
-        **request.params,
     )
     start = time.perf_counter()
     # The paper attacks against the ground truth; without one, against the clean prediction.
