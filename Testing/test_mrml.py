@@ -471,8 +471,8 @@ def test_several_attacks_each_get_their_nodes_in_the_comparison_views(engine_run
             if organ == "background lost":
                 continue
             value = BTCV_LABELS.index(organ)
-            mask = slicer.util.arrayFromSegmentBinaryLabelmap(nodes.changes_segmentation, organ, engine_run["ct"])
-            np.testing.assert_array_equal(mask > 0, (a == value) & (b != value))
+            mask = _segment_mask(nodes.changes_segmentation, organ, engine_run["ct"])
+            np.testing.assert_array_equal(mask, (a == value) & (b != value))
             assert segment.GetName() == f"{organ} lost"
             assert nodes.changed_voxels[f"{organ} lost"] == int(((a == value) & (b != value)).sum())
         assert nodes.perturbation_volume.GetVoxelValueUnits().GetCodeMeaning() == "Hounsfield unit"
@@ -485,6 +485,20 @@ def test_several_attacks_each_get_their_nodes_in_the_comparison_views(engine_run
         assert scene.GetNodeByID(views.view_node_id(name)).GetLinkedControl(), "3D cameras move together"
     assert set(results.clean_segmentation.GetDisplayNode().GetViewNodeIDs()) == {
         views.slice_node_id(views.CLEAN_SLICE), views.view_node_id(views.CLEAN_3D)}
+
+
+def _segment_mask(segmentation, segment_id: str, reference) -> np.ndarray:
+    """One segment as a boolean [k, j, i] array on ``reference``'s grid."""
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    scene = segmentation.GetScene()
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__mask")
+    try:
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation, ids, labelmap, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        return sitk.GetArrayFromImage(image_from_volume_node(labelmap)) > 0
+    finally:
+        scene.RemoveNode(labelmap)
 
 
 def _extent_ras(volume) -> np.ndarray:
@@ -801,3 +815,29 @@ def test_offscreen_slice_and_3d_views_show_segments_and_overlay(scene, sample, t
     screen_left[:, 128:], screen_right[:, :128] = False, False
     assert ((r - b) > 20)[screen_left].mean() > 0.8, "positive = red, on the patient's right"
     assert ((b - r) > 20)[screen_right].mean() > 0.8, "negative = blue, on the patient's left"
+
+
+def test_console_keywords_reach_the_engine_as_request_texts(scene, sample, tmp_path):
+    """Issue 9's bug: logic.attack(volume, renormalize="slice") (any registered parameter).
+    The command EngineRun builds is parsed by the real CLI into the attack it asked for."""
+    from FreqAdvSegmentLib.cli import attack_requests, build_parser
+
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    run = EngineRun(scene, ct, "attack", "vafa:public-code", {"renormalize": None, "q_max": 30, "steps": 2},
+                    settings=EngineSettings(device="cpu", work_root=tmp_path))
+    run.workdir = tmp_path
+    command = run._command()
+    cli_args = command[command.index("attack"):]
+    assert cli_args[cli_args.index("--method") + 1] == "vafa:public-code,q_max=30.0,steps=2,renormalize=none"
+    (request,) = attack_requests(build_parser().parse_args(cli_args))
+    kwargs = request.kwargs()
+    assert (kwargs["renormalize"], kwargs["q_max"], kwargs["q_init"], kwargs["steps"]) == (None, 30.0, 30.0, 2)
+    several = EngineRun(scene, ct, "attack", attacks=["vafa,renormalize=slice", "pgd:eps8", "pgd"],
+                        settings=EngineSettings(device="cpu", work_root=tmp_path))
+    several.workdir = tmp_path
+    command = several._command()
+    requests = attack_requests(build_parser().parse_args(command[command.index("attack"):]))
+    assert [r.label for r in requests] == ["vafa", "pgd-eps8", "pgd"]
+    assert requests[0].kwargs()["renormalize"] == "slice" and requests[1].kwargs()["eps"] == pytest.approx(8 / 255)
+    with pytest.raises(ValueError, match="takes no parameter"):
+        EngineRun(scene, ct, "attack", "pgd", {"q_max": 3}).requests()

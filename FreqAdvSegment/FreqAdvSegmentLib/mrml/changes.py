@@ -46,7 +46,7 @@ def change_names(label_names: Sequence[str]) -> tuple[str, ...]:
 
 def label_change_segmentation(scene: Any, clean: sitk.Image, adversarial: sitk.Image, name: str,
                               label_names: Sequence[str] = BTCV_LABELS, reference_volume: Any = None,
-                              node: Any = None) -> Any:
+                              node: Any = None, closed_surfaces: bool = True) -> Any:
     """A segmentation node of :func:`label_change_image`: one segment per organ that lost
     voxels, named "<organ> lost" and coloured as the organ (the IDs are the organ names, so
     a terminology-aware reader sees which structure it was)."""
@@ -54,7 +54,7 @@ def label_change_segmentation(scene: Any, clean: sitk.Image, adversarial: sitk.I
 
     changes = label_change_image(clean, adversarial, len(label_names))
     names = (*label_names, BACKGROUND_LOST)
-    node = segmentation_from_labels(scene, changes, name, names, reference_volume, node, closed_surfaces=False)
+    node = segmentation_from_labels(scene, changes, name, names, reference_volume, node, closed_surfaces)
     segmentation = node.GetSegmentation()
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)

@@ -87,6 +87,7 @@ class EngineRun:
     segmentation_node: Any = None  # for kind "segment": an existing node to fill
     attacks: Sequence[str] = ()  # request texts; empty: the one attack of method and params
     reuse: dict[str, Any] | None = None  # nodes of an earlier run to refill, by role (results.node_roles)
+    closed_surfaces: bool = True  # False: the caller builds the 3D surfaces (a step at a time)
     job: EngineJob | None = field(default=None, init=False)
     workdir: Path | None = field(default=None, init=False)
 
@@ -204,12 +205,23 @@ class EngineRun:
             labels = read_image(next(self.output_dir.glob("segmentation.*")))
             name = f"{self.volume.GetName()} segmentation"
             return segmentation_from_labels(self.scene, labels, name, tuple(self.settings.label_names), self.volume, self.segmentation_node)
-        return load_results(self.scene, self.output_dir, self.volume, self.ground_truth, outputs=self.outputs, reuse=self.reuse)
+        return load_results(self.scene, self.output_dir, self.volume, self.ground_truth, outputs=self.outputs, reuse=self.reuse,
+                            closed_surfaces=self.closed_surfaces)
 
     def _clean(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+
+def prune_run_folders(root: str | Path, keep: int = 5, prefix: str = "run-") -> list[Path]:
+    """Remove all but the ``keep`` newest kept run folders (``run-*``) under ``root``, so the
+    reports of old runs do not pile up in the temporary folder forever; returns those removed."""
+    folders = sorted((p for p in Path(root).glob(f"{prefix}*") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = folders[max(keep, 0):]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 def _node_ids(scene: Any) -> set[str]:

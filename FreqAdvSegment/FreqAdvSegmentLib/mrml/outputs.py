@@ -43,3 +43,9 @@ def _roles(parameter_node: Any) -> list[str]:
     roles: list[str] = []
     parameter_node.GetNodeReferenceRoles(roles)  # fills the list (a std::vector in C++)
     return [r[len(ROLE_PREFIX):] for r in roles if r.startswith(ROLE_PREFIX)]
+
+
+def forget_outputs(parameter_node: Any) -> None:
+    """Forget every remembered output: the next run makes new nodes, these stay as they are."""
+    for role in _roles(parameter_node):
+        parameter_node.RemoveNodeReferenceIDs(ROLE_PREFIX + role)

@@ -91,6 +91,10 @@ class ResultNodes:
     def adversarial_segmentation(self) -> Any:
         return self.attack_nodes().adversarial_segmentation
 
+    def segmentations(self) -> list[Any]:
+        """Every segmentation node of these results (for building their 3D surfaces)."""
+        return [n for n in self.node_roles().values() if n.IsA("vtkMRMLSegmentationNode")]
+
     def created_nodes(self) -> list[Any]:
         """Nodes made for these results (not the input or the ground truth)."""
         return list(self.node_roles().values())
@@ -122,6 +126,7 @@ def load_results(
     name_prefix: str | None = None,
     outputs: OutputNodes | None = None,
     reuse: dict[str, Any] | None = None,
+    closed_surfaces: bool = True,
 ) -> ResultNodes:
     """Create (or refill) nodes for every result in ``folder``; the input nodes are only read.
 
@@ -138,6 +143,8 @@ def load_results(
         reuse: role -> node of an earlier run (``ResultNodes.node_roles()``, as the module's
             parameter node remembers them); a node is refilled only if an earlier run made it
             for that role, else a new node is made: an input is never overwritten.
+        closed_surfaces: build the 3D surfaces now; False leaves them to the caller (the module
+            builds one segmentation's per timer tick: ``ResultNodes.segmentations()``).
     """
     folder = Path(folder)
     report = read_report(folder)
@@ -150,12 +157,12 @@ def load_results(
         input_volume = _rebuilt_input(scene, folder, report)
     clean_labels = read_image(folder / files["clean_labels"])
     clean = segmentation_from_labels(scene, clean_labels, f"{prefix} clean segmentation", labels, input_volume,
-                                     targets.get("clean_segmentation"))
+                                     targets.get("clean_segmentation"), closed_surfaces)
     results = ResultNodes(folder, report, input_volume, clean, ground_truth=ground_truth)
     adversarial_labels = {}
     for method in report["attacks"]:
         results.attacks[method], adversarial_labels[method] = _load_attack(scene, folder, files, method, labels, input_volume,
-                                                                           prefix, targets, clean_labels)
+                                                                           prefix, targets, clean_labels, closed_surfaces)
     results.metrics_table = metrics_table(scene, report, f"{prefix} metrics", targets.get("metrics_table"))
     results.dice_chart = dice_chart(scene, results.metrics_table, f"{prefix} Dice", targets.get("dice_chart"))
     if adversarial_labels:
@@ -230,7 +237,8 @@ def write_scene(folder: str | Path, input_path: str | Path | None = None, labels
 
 
 def _load_attack(scene: Any, folder: Path, files: dict[str, str], method: str, labels: tuple[str, ...],
-                 input_volume: Any, prefix: str, targets: dict[str, Any], clean_labels: sitk.Image) -> tuple[AttackNodes, sitk.Image]:
+                 input_volume: Any, prefix: str, targets: dict[str, Any], clean_labels: sitk.Image,
+                 closed_surfaces: bool = True) -> tuple[AttackNodes, sitk.Image]:
     adversarial = _volume(scene, folder / files[f"{method}/adversarial"], f"{prefix} {method} adversarial", input_volume,
                           targets.get(f"{method}/adversarial"))
     show_ct(adversarial, like=input_volume)  # same window as the clean CT: differences stay visible
@@ -239,10 +247,10 @@ def _load_attack(scene: Any, folder: Path, files: dict[str, str], method: str, l
     limit = show_perturbation(perturbation, title=f"{method} perturbation (HU)")
     adversarial_labels = read_image(folder / files[f"{method}/adversarial_labels"])
     segmentation = segmentation_from_labels(scene, adversarial_labels, f"{prefix} {method} segmentation", labels, input_volume,
-                                            targets.get(f"{method}/segmentation"))
+                                            targets.get(f"{method}/segmentation"), closed_surfaces)
     style_segmentation(segmentation)
     changes = label_change_segmentation(scene, clean_labels, adversarial_labels, f"{prefix} {method} where it broke", labels,
-                                        input_volume, targets.get(f"{method}/changes"))
+                                        input_volume, targets.get(f"{method}/changes"), closed_surfaces)
     counts = change_counts(label_change_image(clean_labels, adversarial_labels, len(labels)), labels)
     return AttackNodes(method, adversarial, perturbation, segmentation, limit, changes, counts), adversarial_labels
 
