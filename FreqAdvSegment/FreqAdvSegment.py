@@ -188,8 +188,6 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showLayoutButton.connect("clicked(bool)", self.onShowLayoutButton)
         self.ui.openReportButton.connect("clicked(bool)", self.onOpenReportButton)
         self.ui.newOutputsButton.connect("clicked(bool)", self.onNewOutputsButton)
-        # Skip volumes that are results of earlier runs: they are never sensible inputs.
-        self.ui.inputVolumeSelector.addAttribute("vtkMRMLScalarVolumeNode", ROLE_ATTRIBUTE, "")
         self._fillModelChoices()
         self._fillAttackList()
         self._detectGpu()
@@ -229,6 +227,13 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = self.logic.firstInputCandidate()
+        self._hideResultsFromInputs()
+
+    def _hideResultsFromInputs(self) -> None:
+        """Volumes made by earlier runs (adversarial CTs, perturbations) are not offered as the
+        input CT: attacking a perturbation is never what was meant."""
+        ids = [n.GetID() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if n.GetAttribute(ROLE_ATTRIBUTE)]
+        self.ui.inputVolumeSelector.sortFilterProxyModel().hiddenNodeIDs = ids
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -429,11 +434,13 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             widget = qt.QSpinBox() if field.kind == "int" else qt.QDoubleSpinBox()
             if field.kind == "float":
                 widget.decimals = 4
-            widget.minimum = field.minimum if field.minimum is not None else -1e9
-            widget.maximum = field.maximum if field.maximum is not None else 1e9
+            number = int if field.kind == "int" else float
+            lowest = field.minimum if field.minimum is not None else -1e9
             if field.optional:
-                widget.specialValueText = "none"  # the minimum stands for None (e.g. q_init = q_min)
-                widget.minimum = widget.minimum - (1 if field.kind == "int" else 0.01)
+                widget.specialValueText = "none"  # one step below the minimum stands for None (q_init = q_min)
+                lowest -= 1 if field.kind == "int" else 0.01
+            widget.minimum = number(max(lowest, -2**31 + 1))
+            widget.maximum = number(min(field.maximum if field.maximum is not None else 1e9, 2**31 - 1))
             widget.value = widget.minimum if value is None else value
             widget.suffix = f" {field.unit}" if field.unit == "/255" else ""
             widget.connect("valueChanged(double)" if field.kind == "float" else "valueChanged(int)",
@@ -582,6 +589,7 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 from FreqAdvSegmentLib.mrml.outputs import remember_outputs
 
                 remember_outputs(self._parameterNode.parameterNode, result)
+                self._hideResultsFromInputs()
                 self._showResults(result)
                 self._pendingSurfaces = result.segmentations()
                 self.ui.statusLabel.text = _("Building the 3D surfaces...")
