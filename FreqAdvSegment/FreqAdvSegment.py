@@ -466,8 +466,9 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         running = self._run is not None or self.logic.busy
         hasInput = bool(self._parameterNode and self._parameterNode.inputVolume)
         hasAttack = bool(self._parameterNode and self._parameterNode.attackRequests.strip())
+        missingModel = self._missingModel()
         self.ui.applyButton.text = _("Cancel") if self._run is not None else _("Apply")
-        self.ui.applyButton.enabled = self._run is not None or (hasInput and hasAttack and not self.logic.busy)
+        self.ui.applyButton.enabled = self._run is not None or (hasInput and hasAttack and not missingModel and not self.logic.busy)
         if self._run is not None:
             tip = _("Stop the engine; the scene is left as it was.")
         elif self.logic.busy:
@@ -476,10 +477,18 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             tip = _("Choose an input CT first.")
         elif not hasAttack:
             tip = _("Tick at least one attack.")
+        elif missingModel:
+            tip = _("The model {name} is not installed: {how}").format(name=missingModel.name, how=missingModel.how_to_get)
         else:
             tip = _("Segment, attack, and show the clean and adversarial results side by side.")
         self.ui.applyButton.toolTip = tip
-        self.ui.segmentButton.enabled = hasInput and not running
+        self.ui.segmentButton.enabled = hasInput and not running and not missingModel
+
+    def _missingModel(self):
+        """The chosen registry model if it is not installed (checked before any engine starts)."""
+        name = self._parameterNode.model.strip() if self._parameterNode else ""
+        choice = next((c for c in getattr(self, "_modelChoices", []) if c.name == name), None)
+        return choice if choice is not None and not choice.installed else None
 
     def onLoadSampleButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not load the sample."), waitCursor=True):

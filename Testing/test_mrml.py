@@ -841,3 +841,28 @@ def test_console_keywords_reach_the_engine_as_request_texts(scene, sample, tmp_p
     assert requests[0].kwargs()["renormalize"] == "slice" and requests[1].kwargs()["eps"] == pytest.approx(8 / 255)
     with pytest.raises(ValueError, match="takes no parameter"):
         EngineRun(scene, ct, "attack", "pgd", {"q_max": 3}).requests()
+
+
+def test_comparison_layout_creates_its_views_and_the_saved_one_is_built_in():
+    """Slicer's layout logic builds every view the comparison layout names (as the desktop's
+    layout manager does), and the built-in layout a saved scene uses shows exactly our slice
+    views, so a Slicer without the extension opens it on the configured views."""
+    import re
+
+    scene = new_scene()
+    layout_logic = slicer.vtkMRMLLayoutLogic()
+    layout_logic.SetMRMLScene(scene)
+    node = layout_logic.GetLayoutNode()
+    assert node.IsLayoutDescription(views.SAVED_LAYOUT_ID) and not node.IsLayoutDescription(views.LAYOUT_ID)
+    builtin = set(re.findall(r'class="vtkMRMLSliceNode" singletontag="([^"]+)"', node.GetLayoutDescription(views.SAVED_LAYOUT_ID)))
+    assert builtin == set(views.SLICE_VIEWS), "three over three = our six slice views"
+    views.register_layout(node, select=True)
+    assert node.GetViewArrangement() == views.LAYOUT_ID
+    for name in views.SLICE_VIEWS:
+        slice_node = scene.GetNodeByID(views.slice_node_id(name))
+        assert slice_node is not None, name
+        assert slice_node.GetViewGroup() == 0, "all slice views in one group: they link"
+    for name in views.THREED_VIEWS:
+        assert scene.GetNodeByID(views.view_node_id(name)) is not None, name
+    assert views._plot_view(scene) is not None
+    layout_logic.SetMRMLScene(None)
