@@ -110,7 +110,25 @@ def store_layout_for_saving(layout_node: Any) -> None:
     set the arrangement to a built-in layout with the same views, which any Slicer shows."""
     layout_node.SetAttribute(LAYOUT_ATTRIBUTE, LAYOUT_XML)
     layout_node.SetAttribute(LAYOUT_ID_ATTRIBUTE, str(LAYOUT_ID))
+    if not layout_node.IsLayoutDescription(SAVED_LAYOUT_ID):  # a headless scene knows no built-in layouts
+        layout_node.AddLayoutDescription(SAVED_LAYOUT_ID, builtin_layout_description(SAVED_LAYOUT_ID))
     layout_node.SetViewArrangement(SAVED_LAYOUT_ID)
+
+
+def builtin_layout_description(layout_id: int) -> str:
+    """The XML of one of Slicer's built-in layouts, from a layout logic on a throwaway scene."""
+    import slicer
+
+    from .render import ensure_slice_presets
+
+    scene = slicer.vtkMRMLScene()
+    ensure_slice_presets(scene)  # the logic makes the default layout's slice views: they need them
+    logic = slicer.vtkMRMLLayoutLogic()
+    logic.SetMRMLScene(scene)
+    try:
+        return logic.GetLayoutNode().GetLayoutDescription(layout_id)
+    finally:
+        logic.SetMRMLScene(None)
 
 
 def restore_saved_layout(layout_node: Any) -> bool:
