@@ -38,13 +38,17 @@ SAVED_LAYOUT_ID = 21  # vtkMRMLLayoutNode.SlicerLayoutThreeOverThreeView: built 
 LAYOUT_ATTRIBUTE = "FreqAdvSegment.LayoutDescription"
 LAYOUT_ID_ATTRIBUTE = "FreqAdvSegment.LayoutID"
 CLEAN_SLICE, TRUTH_SLICE = "Red", "Red+"
-ADVERSARIAL_SLICE, PERTURBATION_SLICE = "Green", "Green+"  # attack A
-SECOND_ADVERSARIAL_SLICE, SECOND_PERTURBATION_SLICE = "Yellow", "Yellow+"  # attack B
-CLEAN_3D, ADVERSARIAL_3D, SECOND_ADVERSARIAL_3D = "1", "2", "3"
+A_SLICE, A_PERTURBATION_SLICE, A_3D = "Green", "Green+", "2"  # attack A
+B_SLICE, B_PERTURBATION_SLICE, B_3D = "Yellow", "Yellow+", "3"  # attack B
+CLEAN_3D = "1"
 PLOT_VIEW = "PlotView1"
 # Per column: (CT slice view, perturbation slice view, 3D view).
-COLUMNS = ((CLEAN_SLICE, TRUTH_SLICE, CLEAN_3D), (ADVERSARIAL_SLICE, PERTURBATION_SLICE, ADVERSARIAL_3D),
-           (SECOND_ADVERSARIAL_SLICE, SECOND_PERTURBATION_SLICE, SECOND_ADVERSARIAL_3D))
+COLUMNS = ((CLEAN_SLICE, TRUTH_SLICE, CLEAN_3D), (A_SLICE, A_PERTURBATION_SLICE, A_3D), (B_SLICE, B_PERTURBATION_SLICE, B_3D))
+# Attack A's views under names a client can use where Slicer's cannot be: trame-slicer (the web
+# viewer) makes JavaScript identifiers of view names, which "Green+" and "2" are not. A scene
+# whose views carry these names gets attack A in them (see _columns).
+ADVERSARIAL_SLICE, PERTURBATION_SLICE, ADVERSARIAL_3D = "FreqAdvAdversarial", "FreqAdvPerturbation", "FreqAdvAdversarial3D"
+SAFE_NAMES = {A_SLICE: ADVERSARIAL_SLICE, A_PERTURBATION_SLICE: PERTURBATION_SLICE, A_3D: ADVERSARIAL_3D}
 SLICE_VIEWS = tuple(name for column in COLUMNS for name in column[:2])
 THREED_VIEWS = tuple(column[2] for column in COLUMNS)
 # Slicer's own colours for its views (the slice controllers' bars), so users see familiar ones.
@@ -188,19 +192,30 @@ def create_view_nodes(scene: Any) -> None:
     label_views(scene)
 
 
+def _columns(scene: Any) -> list[tuple[str, str, str]]:
+    """COLUMNS as this scene names its views: attack A's safe names where the scene has those
+    views and not Slicer's."""
+    present = {c.GetLayoutName() for c in _composites(scene)}
+    collection = scene.GetNodesByClass("vtkMRMLViewNode")
+    present |= {collection.GetItemAsObject(i).GetLayoutName() for i in range(collection.GetNumberOfItems())}
+    rename = {std: safe for std, safe in SAFE_NAMES.items() if safe in present and std not in present}
+    return [tuple(rename.get(name, name) for name in column) for column in COLUMNS]
+
+
 def label_views(scene: Any, attack_labels: tuple[str, ...] = ("attack A", "attack B")) -> None:
     """Name and colour every view by what it shows ("clean", "vafa", "vafa HU", ...; never a
     bare R/A/P that reads as a direction), one view group, linked control for slices and 3D."""
     names = ("clean", *attack_labels[:MAX_COMPARED], *(("-",) * MAX_COMPARED))
-    for column, (ct_view, perturbation_view, threed_view) in enumerate(COLUMNS):
+    for column, (standard, actual) in enumerate(zip(COLUMNS, _columns(scene))):
         title = names[column]
-        for name, label in ((ct_view, title), (perturbation_view, "truth" if column == 0 else f"{title} HU")):
+        labels = (title, "truth" if column == 0 else f"{title} HU")
+        for std, name, label in zip(standard[:2], actual[:2], labels):
             node = scene.GetNodeByID(slice_node_id(name))
             if node is not None:
-                _name_view(node, label, VIEW_COLORS[name])
-        node = scene.GetNodeByID(view_node_id(threed_view))
+                _name_view(node, label, VIEW_COLORS[std])
+        node = scene.GetNodeByID(view_node_id(actual[2]))
         if node is not None:
-            _name_view(node, f"{title} 3D", VIEW_COLORS[threed_view])
+            _name_view(node, f"{title} 3D", VIEW_COLORS[standard[2]])
 
 
 def _name_view(node: Any, label: str, color: str) -> None:
@@ -224,9 +239,9 @@ def show_results(scene: Any, results: Any, attack: str | None = None, foreground
     shown = attacks or ([attack] if attack else list(results.attacks)[:MAX_COMPARED])
     compared = [results.attack_nodes(a) for a in shown][:MAX_COMPARED]
     clean_ct = results.input_volume
-    layers = {CLEAN_SLICE: (clean_ct, None), TRUTH_SLICE: (clean_ct, None),
-              **{name: (clean_ct, None) for name in ("Yellow", "Yellow+", "Green", "Green+")}}
-    for (ct_view, perturbation_view, _), nodes in zip(COLUMNS[1:], compared):
+    columns = _columns(scene)
+    layers = {name: (clean_ct, None) for column in columns for name in column[:2]}
+    for (ct_view, perturbation_view, _), nodes in zip(columns[1:], compared):
         layers[ct_view] = (nodes.adversarial_volume, None)
         layers[perturbation_view] = (clean_ct, nodes.perturbation_volume)
     for composite in _composites(scene):
@@ -241,7 +256,7 @@ def show_results(scene: Any, results: Any, attack: str | None = None, foreground
             if segmentation is not None:
                 _show_only_in(segmentation, [])
                 segmentation.GetDisplayNode().SetVisibility(False)
-    for (ct_view, perturbation_view, threed_view), nodes in zip(COLUMNS[1:], compared):
+    for (ct_view, perturbation_view, threed_view), nodes in zip(columns[1:], compared):
         _show_only_in(nodes.adversarial_segmentation, [slice_node_id(ct_view)])
         if nodes.changes_segmentation is not None:
             _show_only_in(nodes.changes_segmentation, [slice_node_id(perturbation_view), view_node_id(threed_view)])
@@ -266,11 +281,12 @@ def fit_views(scene: Any, volume: Any) -> None:
     lo, hi = np.array(bounds[0::2]), np.array(bounds[1::2])
     if not np.all(np.isfinite(lo)) or np.any(hi < lo):
         return
-    for name in SLICE_VIEWS:
+    columns = _columns(scene)
+    for name in (n for column in columns for n in column[:2]):
         node = scene.GetNodeByID(slice_node_id(name))
         if node is not None:
             fit_slice(node, lo, hi)
-    for name in THREED_VIEWS:
+    for name in (column[2] for column in columns):
         if scene.GetNodeByID(view_node_id(name)) is not None:
             fit_camera(camera_node(scene, name), lo, hi)
 
