@@ -146,3 +146,77 @@ def test_malformed_requests_are_refused_by_the_parser(argv, words, capsys):
     err = capsys.readouterr().err
     for word in words:
         assert word in err, err
+
+
+# --- training: regimes and attack flags from the registry -------------------------------------------
+
+
+def _train_config(*argv: str):
+    from FreqAdvSegmentLib.training.cli import config_from_args
+
+    return config_from_args(build_parser().parse_args(["train", "data.json", "-o", "run", *argv]))
+
+
+def test_a_registered_toy_attack_is_a_training_regime(toy):
+    from FreqAdvSegmentLib.training.config import REGIMES, TrainConfig
+
+    assert REGIMES["toy-brighten"] == "toy-brighten"
+    cfg = _train_config("--regime", "toy-brighten", "--gain", "3/255", "--preset", "strong")
+    assert cfg.attack_kwargs() == {"gain": 3 / 255, "steps": 3}
+    assert "--gain" in _subhelp(build_parser(), "train")
+    registry.unregister(TOY.name)
+    with pytest.raises(ValueError, match="unknown training regime 'toy-brighten'"):
+        TrainConfig(datalist="d.json", output="o", regime="toy-brighten")
+
+
+def test_training_regimes_are_natural_every_trainable_attack_and_vaft():
+    from FreqAdvSegmentLib.training.config import REGIMES
+
+    trainable = [s.name for s in registry.specs() if s.trainable]
+    assert REGIMES == {"natural": None, **{n: n for n in trainable}, "vafa-fr": "vafa"}
+    assert "cw" not in REGIMES, "CW is not trainable"
+
+
+@pytest.mark.parametrize("spec", [s for s in registry.specs() if s.trainable], ids=lambda s: s.name)
+def test_training_resolves_presets_as_the_registry_does(spec):
+    start = spec.name if spec.training_preset is None else f"{spec.name}:{spec.training_preset}"
+    assert _train_config("--regime", spec.name).attack_kwargs() == registry.resolve(start)[1]
+    for preset in spec.presets:
+        cfg = _train_config("--regime", spec.name, "--preset", preset.name)
+        assert cfg.attack_kwargs() == registry.resolve(f"{spec.name}:{preset.name}")[1], preset.name
+
+
+def test_training_attack_flags_and_the_public_code_alias():
+    cfg = _train_config("--regime", "vafa-fr", "--public-code", "--q-max", "30", "--attack-steps", "4",
+                        "--renormalize", "none", "--eps", "8/255")
+    assert cfg.attack_preset == "public-code"
+    assert cfg.attack_params == {"q_max": 30.0, "steps": 4, "renormalize": None, "eps": 8 / 255}
+    vafa = cfg.attack_kwargs()
+    assert vafa == registry.resolve("vafa:public-code", {"q_max": 30, "steps": 4, "renormalize": None})[1]
+    assert cfg.attack_kwargs("pgd")["eps"] == 8 / 255
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--regime", "pgd", "--eps", "3"], ["eps must be <= 1"]),
+    (["--regime", "pgd", "--preset", "table5"], ["table5", "vafa", "pgd"]),
+])
+def test_training_attack_settings_are_checked_up_front(argv, words):
+    with pytest.raises(ValueError) as err:
+        _train_config(*argv)
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
+# --- the README's table ------------------------------------------------------------------------------
+
+
+def test_the_readme_attack_table_is_the_generated_one():
+    from pathlib import Path
+
+    from FreqAdvSegmentLib.attacks.docs import attack_table, readme_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert readme_table(readme) == attack_table(), (
+        "README.md's attack table is stale: run python -m FreqAdvSegmentLib.attacks.docs README.md")
+    for spec in registry.specs():
+        assert f"| `{spec.name}` |" in readme

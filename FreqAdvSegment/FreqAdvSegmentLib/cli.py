@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .errors import describe_error
 from .training.cli import add_train_parser, cmd_train
 from .web.cli import add_serve_parser, cmd_serve
 
@@ -45,8 +46,33 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number or a fraction like 4/255, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (``--sw-batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _overlap(text: str) -> float:
+    """A sliding-window overlap in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0.25 is usual; 1 would never move the window), got {value:g}")
+    return value
+
+
 def _triple(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 96 or 96,96,64, got {text!r}") from None
     if len(parts) == 1:
         parts *= 3
     if len(parts) != 3 or min(parts) < 1:
@@ -62,8 +88,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="demo-unet", help="registry name (see `freqadv models`), checkpoint file or MONAI bundle folder (default: demo-unet)")
     g.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--roi", type=_triple, default=None, help="sliding-window size, e.g. 96 or 96,96,96 (default: the model's own)")
-    g.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1) (default 0.25)")
-    g.add_argument("--sw-batch-size", type=int, default=2, help="windows per forward pass; lower it if memory runs out (default 2)")
+    g.add_argument("--overlap", type=_overlap, default=0.25, help="sliding-window overlap in [0, 1) (default 0.25)")
+    g.add_argument("--sw-batch-size", type=_positive_int, default=2, help="windows per forward pass; lower it if memory runs out (default 2)")
     g.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision (fp16 needs CUDA)")
     g.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
     g.add_argument("--include-background", action="store_true", help="count background in mean Dice/HD95 (the paper's convention)")
@@ -84,8 +110,23 @@ def _add_attack_options(p: argparse.ArgumentParser, default_methods: list[str] |
     add_param_flags(g)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (and exit 2), like every other error here."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_debug_options(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """``--debug`` before or after the command: errors then show their full traceback."""
+    text = "show the full traceback of an error instead of one line"
+    parser.add_argument("--debug", action="store_true", help=text)
+    for command in sub.choices.values():  # SUPPRESS: a command's default must not undo the top-level flag
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="freqadv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="freqadv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
@@ -131,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the models the registry knows")
     add_train_parser(sub)
     add_serve_parser(sub)
+    _add_debug_options(parser, sub)
     return parser
 
 
@@ -193,14 +235,16 @@ class BarProgress:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from .inference import load_segmentation_model
-    from .io import atomic_output_dir, read_image, write_image
+    from .io import atomic_output_dir, check_output_target, read_image, write_image
     from .pipeline import run_segmentation
 
+    check_output_target(args.output, args.overwrite, _inputs(args.input, args.model))
     image = read_image(args.input)
     loaded = load_segmentation_model(args.model, args.device)
+    _warn_if_not_ct(args, image, loaded)
     *_, labels = run_segmentation(image, loaded, run_options(args))
     name = f"segmentation.{args.format}"
-    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+    with atomic_output_dir(args.output, args.overwrite, _inputs(args.input, args.model)) as tmp:
         write_image(labels, tmp / name)
     print(f"wrote {Path(args.output) / name}")
     return 0
@@ -208,12 +252,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     from .inference import load_segmentation_model
-    from .io import read_image
+    from .io import check_output_target, read_image
     from .pipeline import run_job, write_outputs
 
+    check_output_target(args.output, args.overwrite, _inputs(args.input, args.labels, args.model))
     image = read_image(args.input)
     labels = read_image(args.labels) if args.labels else None
     loaded = load_segmentation_model(args.model, args.device)
+    _warn_if_not_ct(args, image, loaded)
     job = run_job(image, loaded, attack_requests(args, ["vafa"]), labels, run_options(args), BarProgress())
     out = write_outputs(job, args.output, overwrite=args.overwrite, suffix="." + args.format)
     _print_summary(job)
@@ -223,9 +269,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import load_datalist
+    from .io import check_output_target
     from .training.distributed_eval import evaluate_datalist_distributed
 
     models = args.models or [args.model or "demo-unet"]
+    cases = load_datalist(args.datalist, args.split)
+    case_files = [path for case in cases for path in case.values()]
+    check_output_target(args.output, args.overwrite, _inputs(args.datalist, *case_files, *models))
     # One process: plain evaluation; under torchrun: cases sharded over ranks, rank 0 writes.
     summary = evaluate_datalist_distributed(
         args.datalist, models, attack_requests(args, []), args.output, run_options(args), args.device,
@@ -238,10 +289,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .inference import load_segmentation_model
-    from .io import read_image
+    from .io import check_output_target, read_image
     from .pipeline import AttackRequest, RunOptions, run_job, write_outputs
     from .sample_data import sample_ct_path, sample_labels_path
 
+    # Re-running the demo replaces its own earlier results; a folder of anything else is refused.
+    check_output_target(args.output, args.overwrite)
     loaded = load_segmentation_model("demo-unet", args.device)
     attacks = [
         # The paper's Table 5 setting (q_max 20, 32^3 blocks), with the tables starting at q_max as
@@ -252,7 +305,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"sample CT: {sample_ct_path()}\nmodel: demo-unet on {loaded.device}", file=sys.stderr)
     job = run_job(read_image(sample_ct_path()), loaded, attacks, read_image(sample_labels_path()),
                   RunOptions(seed=args.seed), BarProgress())
-    out = write_outputs(job, args.output, overwrite=True)
+    out = write_outputs(job, args.output, overwrite=args.overwrite)
     _print_summary(job)
     print(f"report: {out / 'report.html'}")
     _write_scene_if_asked(args, out, sample_ct_path(), sample_labels_path())
@@ -266,6 +319,20 @@ def cmd_models(args: argparse.Namespace) -> int:
         where = "shipped" if "file" in entry else "download: " + entry.get("source", entry.get("url", ""))
         print(f"{entry['name']:<34s} {entry['arch']:<10s} {where}\n    {entry['description']}")
     return 0
+
+
+def _inputs(*paths) -> list[str]:
+    """The run's input paths that are files or folders here (a registry model name is not)."""
+    return [str(p) for p in paths if p is not None and Path(p).exists()]
+
+
+def _warn_if_not_ct(args: argparse.Namespace, image, loaded) -> None:
+    """A CT model on an image that does not look like a CT in HU: say so, then go on."""
+    from .modality import ct_warning
+
+    message = ct_warning(image, loaded.spec)
+    if message:
+        print(f"freqadv {args.command}: warning: {message}", file=sys.stderr)
 
 
 def _write_scene_if_asked(args: argparse.Namespace, out: Path, image, labels) -> None:
@@ -295,16 +362,22 @@ COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evalua
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error (already printed, one line)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, FileExistsError, ValueError, MemoryError) as err:
-        # Bad input: one clear line, no traceback; nothing was written (outputs are atomic).
-        print(f"freqadv {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"freqadv {args.command}: cancelled; no output was written", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        # One clear line, no traceback; nothing was written (outputs are atomic).
+        code, message = describe_error(err)
+        print(f"freqadv {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -27,11 +27,13 @@ from .attacks import Attack, AttackResult, registry
 from .attacks.measures import summarize
 from .inference import LoadedModel, segment
 from .io import atomic_output_dir, write_image
+from .memory_plan import check_memory, plan_memory
 from .metrics import flip_rate, segmentation_metrics
 from .preprocess import (
     GridContext,
     Preprocessing,
     adversarial_to_original,
+    labels_onto_image_grid,
     labels_to_original,
     perturbation_to_hu,
     prepare,
@@ -159,6 +161,7 @@ def run_segmentation(
 ) -> tuple[torch.Tensor, GridContext, torch.Tensor, sitk.Image]:
     """Segment one CT: returns (x [1,1,H,W,D], ctx, prediction [1,1,H,W,D], labels on the original grid)."""
     options = options or RunOptions()
+    check_run_memory(image, loaded, options, attacking=False)
     x, ctx = prepare(image, preprocessing_for(loaded))
     x = x.to(loaded.device)
     pred = segment(loaded.model, x, _roi(options, loaded), options.overlap, options.sw_batch_size, options.amp)
@@ -176,6 +179,10 @@ def run_job(
     """Segment ``image``, run every attack, and measure each against the ground truth (when
     given) or else against the clean prediction. Nothing is written; see :func:`write_outputs`."""
     options = options or RunOptions()
+    if ground_truth is not None:  # once, so the attack target and the metrics see the same voxels
+        ground_truth = labels_onto_image_grid(ground_truth, image)
+        _check_label_values(ground_truth, loaded)  # before the model runs: bad labels fail fast
+    check_run_memory(image, loaded, options, attacking=bool(attacks))
     _tick(progress, "segment", 0, 1)
     x, ctx, clean_pred, clean_labels = run_segmentation(image, loaded, options)
     _tick(progress, "segment", 1, 1)
@@ -221,6 +228,12 @@ def _run_attack(
     return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds)
 
 
+def check_run_memory(image: sitk.Image, loaded: LoadedModel, options: RunOptions, attacking: bool) -> None:
+    """MemoryError with figures and advice, before any heavy work, if the run cannot fit."""
+    roi = _roi(options, loaded)
+    check_memory(plan_memory(image, loaded.spec, roi, options.sw_batch_size, attacking, loaded.device))
+
+
 def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: RunOptions) -> dict[str, Any]:
     # SimpleITK arrays are [z, y, x]; reverse the spacing to match.
     return segmentation_metrics(
@@ -233,6 +246,10 @@ def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: Ru
 
 
 def _ground_truth_on_model_grid(gt: sitk.Image, ctx: GridContext, loaded: LoadedModel) -> torch.Tensor:
+    return prepare_labels(gt, ctx).to(loaded.device)
+
+
+def _check_label_values(gt: sitk.Image, loaded: LoadedModel) -> None:
     names = loaded.spec.label_names
     values = np.unique(sitk.GetArrayViewFromImage(gt))
     unknown = [int(v) for v in values if v < 0 or v >= len(names)]
@@ -242,7 +259,6 @@ def _ground_truth_on_model_grid(gt: sitk.Image, ctx: GridContext, loaded: Loaded
             f"does not have (0..{len(names) - 1}: {', '.join(names)}); map your labels to the "
             "model's first (see FreqAdvSegmentLib/labels.py)"
         )
-    return prepare_labels(gt, ctx).to(loaded.device)
 
 
 def _hu_linf(result: AttackResult, ctx: GridContext) -> float:

@@ -39,13 +39,15 @@ def shown(param: Param, value: Any) -> str:
     return f"{value:g}"
 
 
-def param_help(name: str, specs: Iterable[AttackSpec]) -> str:
-    """The flag's help: the first taker's text, its unit or choices, and each taker's default."""
+def param_help(name: str, specs: Iterable[AttackSpec], training: bool = False) -> str:
+    """The flag's help: the takers' shared text, its unit or choices, and each taker's default
+    (with ``training``: the value under the attack's training preset)."""
     takers = [s for s in specs if name in s.param_names]
     param = takers[0].param(name)
     texts = [s.param(name).help for s in takers]
     text = max(texts, key=texts.count)  # the shared wording, not one attack's own (steps: "Adam steps")
-    defaults = ", ".join(f"{s.name} {shown(param, s.defaults()[name])}" for s in takers)
+    start = (lambda s: s.resolve(s.training_preset)) if training else (lambda s: s.defaults())
+    defaults = ", ".join(f"{s.name} {shown(param, start(s)[name])}" for s in takers)
     if param.choices is not None:
         kind = "one of " + "/".join("none" if c is None else str(c) for c in param.choices)
     else:
@@ -53,11 +55,14 @@ def param_help(name: str, specs: Iterable[AttackSpec]) -> str:
     return f"{text} [{kind}; default: {defaults}]".replace("%", "%%")
 
 
-def add_param_flags(group: argparse._ActionsContainer, specs: Iterable[AttackSpec] | None = None) -> list[str]:
+def add_param_flags(
+    group: argparse._ActionsContainer, specs: Iterable[AttackSpec] | None = None, training: bool = False
+) -> list[str]:
     """Add one flag per parameter of ``specs`` (default: every registered attack) to ``group``.
 
-    Returns the parameter names added. Values stay text after a syntax check; each attack parses
-    them with its own bounds (:func:`params_for`)."""
+    A parameter whose flag the parser already has (``--lr`` of the trainer's optimiser) gets
+    ``--attack-NAME`` instead. Returns the parameter names added. Values stay text after a syntax
+    check; each attack parses them with its own bounds (:func:`params_for`)."""
     specs = tuple(specs if specs is not None else registry.specs())
     names: list[str] = []
     for spec in specs:
@@ -66,8 +71,12 @@ def add_param_flags(group: argparse._ActionsContainer, specs: Iterable[AttackSpe
                 continue
             names.append(param.name)
             metavar = "{" + ",".join("none" if c is None else str(c) for c in param.choices) + "}" if param.choices else param.name.upper()
-            group.add_argument(param.flag, dest=param.name, type=_syntax_check(param), default=argparse.SUPPRESS,
-                               metavar=metavar, help=param_help(param.name, specs))
+            options = dict(dest=param.name, type=_syntax_check(param), default=argparse.SUPPRESS,
+                           metavar=metavar, help=param_help(param.name, specs, training))
+            try:
+                group.add_argument(param.flag, **options)
+            except argparse.ArgumentError:  # the flag means something else to this command
+                group.add_argument("--attack-" + param.flag[2:], **options)
     return names
 
 
@@ -76,6 +85,15 @@ def given_params(args: argparse.Namespace, names: Iterable[str] | None = None) -
     wanted = names if names is not None else registry.all_params()
     values = vars(args)
     return {name: values[name] for name in wanted if name in values}
+
+
+def typed_value(name: str, text: Any) -> Any:
+    """A flag's text as the registered parameter ``name``'s kind (bounds are checked later, by
+    the attack that takes it)."""
+    param = registry.shared_param(name)
+    if param is None:
+        raise ValueError(f"no attack takes a parameter {name!r}")
+    return dataclasses.replace(param, minimum=None, maximum=None).parse(text)
 
 
 def params_for(spec: AttackSpec, given: Mapping[str, Any]) -> dict[str, Any]:
