@@ -37,7 +37,7 @@ import SimpleITK as sitk
 pytest.importorskip("trame_slicer", reason='the web viewer needs trame-slicer (pip install "trame-slicer[standalone]==2.0.0")')
 
 from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
-from FreqAdvSegmentLib.mrml.logic import AttackChoices  # noqa: E402
+from FreqAdvSegmentLib.web.params import FormChoices as AttackChoices  # noqa: E402
 from FreqAdvSegmentLib.sample_data import sample_ct_path  # noqa: E402
 from FreqAdvSegmentLib.web import downloads, jobs, params, routes, uploads  # noqa: E402
 from FreqAdvSegmentLib.web.metrics import page_metrics  # noqa: E402

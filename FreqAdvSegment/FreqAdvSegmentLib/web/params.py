@@ -1,7 +1,7 @@
 """The attack form: which fields each method shows, their limits, and the engine parameters.
 
-The fields are :class:`FreqAdvSegmentLib.mrml.logic.AttackChoices`' (the Slicer module's panel
-uses the same class), in the same units: intensities on the paper's 0-255 scale. The browser
+The fields are :class:`FormChoices`' (what the Slicer panel used before it was derived from the
+attack registry), in the same units: intensities on the paper's 0-255 scale. The browser
 sends strings; :func:`attack_parameters` checks every value the chosen method uses and says
 which one is wrong, so a bad value never reaches the engine as a cryptic failure.
 
@@ -49,11 +49,43 @@ def state_key(field: Field) -> str:
     return f"fa_p_{field.key}"
 
 
+@dataclass
+class FormChoices:
+    """The form's attack settings; intensities on the 0-255 scale. :meth:`parameters` gives the
+    engine's parameters for one method ([0, 1] intensities)."""
+
+    steps: int = 20
+    q_max: float = 20.0
+    q_min: float = 1.0
+    q_init_from_max: bool = True
+    block_size: int = 8
+    ssim_weight: float = 1.0
+    eps255: float = 4.0
+    alpha255: float = 2.55
+    std255: float = 4.0
+    cw_c: float = 1.0
+
+    def parameters(self, method: str) -> dict[str, Any]:
+        """Only the parameters ``method`` takes, in the engine's units ([0, 1] intensities)."""
+        method = method.lower()
+        if method == "vafa":
+            params = {"steps": self.steps, "q_max": self.q_max, "q_min": self.q_min,
+                      "block_size": self.block_size, "ssim_weight": self.ssim_weight}
+            return {**params, "q_init": self.q_max} if self.q_init_from_max else params
+        if method in ("pgd", "bim"):
+            return {"steps": self.steps, "eps": self.eps255 / 255.0, "alpha": self.alpha255 / 255.0}
+        if method == "fgsm":
+            return {"eps": self.eps255 / 255.0}
+        if method == "gn":
+            return {"std": self.std255 / 255.0}
+        if method == "cw":
+            return {"steps": self.steps, "c": self.cw_c}
+        raise ValueError(f"unknown attack method {method!r}")
+
+
 def default_values() -> dict[str, Any]:
     """Every field's default, keyed by its state variable."""
-    from ..mrml.logic import AttackChoices
-
-    defaults = AttackChoices()
+    defaults = FormChoices()
     return {state_key(f): getattr(defaults, f.key) for f in FIELDS}
 
 
@@ -61,12 +93,10 @@ def attack_parameters(method: str, values: dict[str, Any]) -> dict[str, Any]:
     """The engine parameters of ``method`` from the form ``values`` (keyed by state variable).
 
     Raises ValueError naming the first field that is missing, not a number, or out of range."""
-    from ..mrml.logic import AttackChoices
-
     method = str(method).lower()
     if method not in METHOD_TITLES:
         raise ValueError(f"unknown attack {method!r}; choose one of {', '.join(METHOD_TITLES)}")
-    choices = AttackChoices()
+    choices = FormChoices()
     for field in FIELDS:
         if method in field.methods:
             setattr(choices, field.key, _number(field, values.get(state_key(field))))
