@@ -37,7 +37,6 @@ import SimpleITK as sitk
 pytest.importorskip("trame_slicer", reason='the web viewer needs trame-slicer (pip install "trame-slicer[standalone]==2.0.0")')
 
 from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
-from FreqAdvSegmentLib.mrml.logic import AttackChoices  # noqa: E402
 from FreqAdvSegmentLib.sample_data import sample_ct_path  # noqa: E402
 from FreqAdvSegmentLib.web import downloads, jobs, params, routes, uploads  # noqa: E402
 from FreqAdvSegmentLib.web.metrics import page_metrics  # noqa: E402
@@ -93,12 +92,16 @@ def _synthetic_results(folder: Path) -> Path:
              "fgsm/adversarial": write(ct + perturbation, "fgsm/adversarial.nrrd"),
              "fgsm/perturbation_hu": write(perturbation, "fgsm/perturbation_hu.nrrd"),
              "fgsm/adversarial_labels": write(adversarial, "fgsm/adversarial_labels.nrrd")}
-    per_class = {name: {"dice": None, "hd95_mm": None, "ref_voxels": 0} for name in BTCV_LABELS[1:]}
-    per_class["liver"] = {"dice": 0.8, "hd95_mm": 4.0, "ref_voxels": int((labels == 6).sum())}
-    per_class["spleen"] = {"dice": 0.9, "hd95_mm": 2.0, "ref_voxels": int((labels == 1).sum())}
+    per_class = {name: {"dice": None, "hd95_mm": None, "ref_voxels": 0, "pred_voxels": 0} for name in BTCV_LABELS[1:]}
+    per_class["liver"] = {"dice": 0.8, "hd95_mm": 4.0, "ref_voxels": int((labels == 6).sum()), "pred_voxels": 900}
+    per_class["spleen"] = {"dice": 0.9, "hd95_mm": 2.0, "ref_voxels": int((labels == 1).sum()), "pred_voxels": 300}
+    # A false positive: not in the reference, one voxel predicted: Dice 0, no HD95; it counts in the mean.
+    per_class["left adrenal gland"] = {"dice": 0.0, "hd95_mm": None, "ref_voxels": 0, "pred_voxels": 1}
+    entry = {"method": "fgsm", "params": {"eps": 4 / 255}, "seconds": 3.2, "flip_rate": 0.012,
+             "perturbation": {"linf": 4 / 255, "ssim": 0.9876, "psnr_db": 40.1}, "perturbation_hu_linf": 7.5,
+             "vs_reference": {"per_class": per_class, "mean_dice": 1.7 / 3, "mean_hd95_mm": 3.0}}
     report = {"model": {"spec": {"label_names": list(BTCV_LABELS)}}, "reference": "clean prediction",
-              "clean_vs_ground_truth": None, "files": files,
-              "attacks": {"fgsm": {"vs_reference": {"per_class": per_class, "mean_dice": 0.85, "mean_hd95_mm": 3.0}}}}
+              "clean_vs_ground_truth": None, "files": files, "attacks": {"fgsm": entry}}
     (folder / "report.json").write_text(json.dumps(report))
     (folder / "report.html").write_text("<html>report</html>")
     return folder
@@ -233,30 +236,6 @@ def test_download_list_and_archive(tmp_path):
 # --- the attack form and the metrics -------------------------------------------------------------
 
 
-def test_form_fields_are_attack_choices_with_their_defaults():
-    choices = AttackChoices()
-    for field in params.FIELDS:
-        assert hasattr(choices, field.key), field.key
-        assert field.minimum <= getattr(choices, field.key) <= field.maximum, field.key
-    assert params.default_values()["fa_p_steps"] == choices.steps
-
-
-def test_form_values_become_engine_parameters():
-    values = {**params.default_values(), "fa_p_steps": "3", "fa_p_eps255": "8"}
-    assert params.attack_parameters("fgsm", values) == {"eps": 8 / 255}
-    assert params.attack_parameters("PGD", values)["steps"] == 3
-    vafa = params.attack_parameters("vafa", values)
-    assert vafa["steps"] == 3 and vafa["q_init"] == vafa["q_max"] == 20.0
-    for method, change, words in [("vafa", {"fa_p_steps": "2.5"}, "whole number"),
-                                  ("fgsm", {"fa_p_eps255": "abc"}, "enter a number"),
-                                  ("fgsm", {"fa_p_eps255": None}, "enter a number"),
-                                  ("pgd", {"fa_p_alpha255": "0"}, "between"),
-                                  ("vafa", {"fa_p_q_min": "30"}, "must not exceed"),
-                                  ("magic", {}, "unknown attack")]:
-        with pytest.raises(ValueError, match=words):
-            params.attack_parameters(method, {**values, **change})
-
-
 def test_model_picker_lists_installed_models_enabled():
     items = {item["value"]: item for item in params.model_items()}
     assert items["demo-unet"]["props"]["disabled"] is False
@@ -266,12 +245,26 @@ def test_model_picker_lists_installed_models_enabled():
 def test_metrics_rows_for_the_page(tmp_path):
     report = json.loads((_synthetic_results(tmp_path) / "report.json").read_text())
     page = page_metrics(report)
-    assert page["attack"] == "fgsm" and page["reference"] == "clean prediction"
-    rows = {row["organ"]: row for row in page["rows"]}
-    assert list(rows) == ["spleen", "liver", "mean (organs)"]
-    assert rows["liver"]["dice_attack"] == "0.800" and rows["liver"]["dice_clean"] == "1.000"
-    assert rows["liver"]["dice_drop"] == "+0.200" and rows["liver"]["hd95_attack"] == "4.0"
+    assert page["reference"] == "clean prediction" and not page["has_clean"]
+    (fgsm,) = page["attacks"]
+    rows = {row["organ"]: row for row in fgsm["rows"]}
+    # Worst first, the mean last; the false positive is a row, as it counts in the mean.
+    assert list(rows) == ["left adrenal gland", "liver", "spleen", "mean (organs)"]
+    assert rows["liver"]["dice_attack"] == "0.800" and rows["liver"]["dice_change"] == "-0.200"
+    assert "not in the reference: 1 voxels" in rows["left adrenal gland"]["note"]
     assert rows["liver"]["bar_attack"] == 80.0 and rows["mean (organs)"]["is_mean"]
+    assert rows["mean (organs)"]["dice_attack"] == "0.567" == f"{report['attacks']['fgsm']['vs_reference']['mean_dice']:.3f}"
+    assert rows["mean (organs)"]["hd95_attack"] == "3.0"  # over the rows that have one
+    assert "214, 39, 40" in rows["liver"]["change_style"] and rows["spleen"]["change_style"]
+    budget = {b["name"]: b["value"] for b in fgsm["budget"]}
+    assert budget == {"L∞": "7.5 HU", "SSIM": "0.9876", "PSNR": "40.1 dB", "labels changed": "1.20%", "time": "3 s"}
+    # With ground truth: clean columns, the change is against the clean Dice.
+    clean = {"per_class": {"liver": {"dice": 0.95, "hd95_mm": 1.0, "ref_voxels": 900},
+                           "spleen": {"dice": 0.9, "hd95_mm": 190.0, "ref_voxels": 300}}}
+    page = page_metrics({**report, "clean_vs_ground_truth": clean, "reference": "ground truth"})
+    rows = {row["organ"]: row for row in page["attacks"][0]["rows"]}
+    assert page["has_clean"] and rows["liver"]["dice_change"] == "-0.150" and rows["spleen"]["dice_change"] == "+0.000"
+    assert "stray voxels" in rows["spleen"]["note"]
     with pytest.raises(ValueError, match="no attack"):
         page_metrics({**report, "attacks": {}})
 
@@ -285,8 +278,9 @@ class FakeRun:
     outcome: Any = "results"
     ticks = 2
 
-    def __init__(self, scene, volume, kind, method, params, ground_truth, settings):
-        self.settings, self.method, self.params = settings, method, params
+    def __init__(self, scene, volume, request, ground_truth, settings):
+        self.settings, self.request = settings, request
+        self.method = request.requests[0].split(",")[0] if request.requests else "segment"
         self.polls, self.cancelled = 0, False
 
     def start(self):
@@ -320,42 +314,51 @@ def _runner(tmp_path, outcome: Any = "results") -> jobs.JobRunner:
 
 def test_one_job_at_a_time_then_results_and_a_download_token(tmp_path):
     runner = _runner(tmp_path)
-    runner.start(None, "volume", jobs.JobRequest("fgsm", {"eps": 0.1}))
+    runner.start(None, "volume", jobs.JobRequest(("fgsm,eps=0.1",)))
     assert runner.running and runner.results_folder is None and runner.fraction == 0.5
     with pytest.raises(jobs.JobBusy, match="already running .*Cancel"):
-        runner.start(None, "volume", jobs.JobRequest("pgd"))
+        runner.start(None, "volume", jobs.JobRequest(("pgd",)))
     while runner.poll():
         assert "fgsm: 1/2" in runner.message
     assert runner.collect() == "results" and runner.phase == jobs.DONE
     assert runner.results_folder.is_dir() and runner.results_folder.parent.name == f"job-{runner.token}"
-    first = runner.results_folder.parent
-    runner.start(None, "volume", jobs.JobRequest("fgsm"))  # the next job replaces the last one's files
-    assert not first.exists() and runner.token is None
+    first, token = runner.results_folder.parent, runner.token
+    # The next job keeps the last one's results (and downloads) until it succeeds itself...
+    runner.start(None, "volume", jobs.JobRequest(("pgd",)))
+    assert first.exists() and runner.token == token and runner.results_folder == first / jobs.RESULTS_DIR
+    assert runner.cancel() and "the previous results are still shown" in runner.message
+    assert first.exists() and runner.token == token and len(list(tmp_path.iterdir())) == 1
+    runner.start(None, "volume", jobs.JobRequest(("fgsm",)))
+    while runner.poll():
+        pass
+    runner.collect()  # ... and replaces them then
+    assert not first.exists() and runner.token != token and runner.done_request.requests == ("fgsm",)
+    assert jobs.JobRequest(("vafa:public-code,q_max=30", "fgsm")).title == "VAFA (public-code), q max 30 + FGSM"
 
 
 def test_a_failed_job_reports_its_error_and_leaves_nothing(tmp_path):
     from FreqAdvSegmentLib.mrml.engine_process import EngineError
 
     runner = _runner(tmp_path, EngineError("the FreqAdvSegment engine failed (exit code 2):\nno CUDA GPU"))
-    runner.start(None, "volume", jobs.JobRequest("fgsm"))
+    runner.start(None, "volume", jobs.JobRequest(("fgsm",)))
     while runner.poll():
         pass
     assert runner.collect() is None and runner.phase == jobs.FAILED and "no CUDA GPU" in runner.message
     assert runner.token is None and not list(tmp_path.iterdir())
     bad = _runner(tmp_path, "bad input")
     with pytest.raises(ValueError, match="voxels"):
-        bad.start(None, None, jobs.JobRequest("fgsm"))
+        bad.start(None, None, jobs.JobRequest(("fgsm",)))
     assert bad.phase == jobs.FAILED and not bad.running and not list(tmp_path.iterdir())
 
 
 def test_cancel_kills_the_run_and_frees_the_session(tmp_path):
     runner = _runner(tmp_path)
     assert not runner.cancel()
-    runner.start(None, "volume", jobs.JobRequest("vafa"))
+    runner.start(None, "volume", jobs.JobRequest(("vafa",)))
     run = runner._run
     assert runner.cancel() and run.cancelled and runner.phase == jobs.CANCELLED
     assert not runner.poll() and runner.collect() is None and not list(tmp_path.iterdir())
-    runner.start(None, "volume", jobs.JobRequest("fgsm"))  # a new job may start at once
+    runner.start(None, "volume", jobs.JobRequest(("fgsm",)))  # a new job may start at once
     assert runner.running
 
 
@@ -365,8 +368,8 @@ def test_cancel_kills_the_run_and_frees_the_session(tmp_path):
 class ResultsRun(FakeRun):
     """A stand-in engine run whose results are the synthetic folder, loaded as EngineRun does."""
 
-    def __init__(self, scene, volume, kind, method, params, ground_truth, settings):
-        super().__init__(scene, volume, kind, method, params, ground_truth, settings)
+    def __init__(self, scene, volume, request, ground_truth, settings):
+        super().__init__(scene, volume, request, ground_truth, settings)
         self.scene, self.volume = scene, volume
 
     def finish(self):
@@ -383,6 +386,7 @@ def test_app_actions_answer_clearly_and_keep_the_page_usable(tmp_path):
 
     app = FreqAdvWebApp(ServeConfig(work_dir=tmp_path), server=get_server("freqadv-actions-test", client_type="vue3"))
     state = app.state
+    state.ready()  # as when a page connects: change listeners run from now on
     act = {name: _reporting_errors(app, getattr(app, name)) for name in ("run", "cancel", "load_sample", "load_upload")}
 
     async def scenario() -> None:
@@ -392,29 +396,46 @@ def test_app_actions_answer_clearly_and_keep_the_page_usable(tmp_path):
         assert "not a NIfTI" in state.fa_error and state.fa_upload_key == 1
         act["load_sample"]()
         assert "sample CT" in state.fa_input_info and not state.fa_error
-        state.fa_method, state.fa_p_eps255 = "fgsm", "0"
+        eps = params.state_key("fgsm", "eps")
+        state.fa_chosen, state[eps] = ["fgsm"], "300"
         act["run"]()
-        assert "eps (/255) must be between" in state.fa_error and not state.fa_running
-        state.fa_p_eps255 = "4"
+        assert "FGSM eps (/255) must be between 0 and 255" in state.fa_error and not state.fa_running
+        state[eps] = "4"
+        state.fa_chosen, state[params.state_key("vafa", "steps")] = ["vafa", "pgd"], "10"
+        act["run"]()
+        assert "VAFA and PGD need different steps" in state.fa_error and not state.fa_running
+        state.fa_chosen, state.fa_error = ["fgsm"], ""
+        # A preset fills its attack's fields.
+        state[params.preset_key("vafa")] = "public-code"
+        state.flush()
+        assert state[params.state_key("vafa", "q_min")] == "5" and state[params.state_key("vafa", "q_init")] == "20"
         app.jobs = jobs.JobRunner(tmp_path / "jobs", run_factory=ResultsRun)
         act["run"]()
-        assert state.fa_running and state.fa_phase == "running"
+        assert state.fa_running and state.fa_phase == "running" and state.fa_run_title == "FGSM"
         act["run"]()  # a second request while the first runs
         assert "already running" in state.fa_notice and "Cancel" in state.fa_notice
         act["load_sample"]()
         assert "cancel it before" in state.fa_notice
         await app._watcher
         assert state.fa_phase == "done" and not state.fa_running and not state.fa_error
-        assert [row["organ"] for row in state.fa_metrics["rows"]] == ["spleen", "liver", "mean (organs)"]
-        assert state.fa_perturbation_hu > 0
+        shown = state.fa_metrics["attacks"][0]
+        assert [row["organ"] for row in shown["rows"]] == ["left adrenal gland", "liver", "spleen", "mean (organs)"]
+        assert state.fa_shown_attack == "fgsm" and state.fa_perturbation_hu > 0
+        assert {"liver", "spleen"} <= {s["name"] for s in state.fa_legend}
+        clean = sitk.GetArrayFromImage(sitk.ReadImage(str(app.jobs.results_folder / "clean_labels.nrrd")))
+        assert state.fa_changed["fgsm"] == int((clean[:, :, 9] > 0).sum()) > 50  # the eroded plane x = 9
+        assert state.fa_has_truth
         urls = [d["url"] for d in state.fa_downloads]
-        assert f"freqadv/download/{app.jobs.token}/report.json" in urls and urls[-1].endswith(downloads.ARCHIVE_NAME)
-        # A failing job: its error on the page, nothing running, the results gone, Run possible again.
-        app.jobs = _runner(tmp_path / "jobs2", RuntimeError("the FreqAdvSegment engine failed (exit code 2):\nboom"))
+        assert f"freqadv/download/{app.jobs.token}/report.json" in urls
+        assert state.fa_archive["url"] == f"freqadv/download/{app.jobs.token}/{downloads.ARCHIVE_NAME}"
+        # A failing job: its error on the page, nothing running, the previous results still there.
+        token = app.jobs.token
+        app.jobs._factory = type("Run", (FakeRun,), {"outcome": RuntimeError("the engine failed (exit code 2):\nboom")})
         act["run"]()
         await app._watcher
         assert "boom" in state.fa_error and state.fa_phase == "failed" and not state.fa_running
-        assert state.fa_metrics is None and state.fa_downloads == []
+        assert state.fa_metrics["attacks"][0]["label"] == "fgsm" and token in state.fa_archive["url"]
+        assert app.jobs.results_folder.is_dir() and app.viewer.results is not None
 
     try:
         asyncio.run(scenario())
@@ -450,7 +471,7 @@ def viewer_app():
 def test_viewer_shows_results_in_the_comparison_views(viewer_app, tmp_path):
     from FreqAdvSegmentLib.mrml.results import load_results
     from FreqAdvSegmentLib.mrml.views import ADVERSARIAL_SLICE, CLEAN_SLICE, PERTURBATION_SLICE
-    from FreqAdvSegmentLib.web.viewer import CLEAN_3D
+    from FreqAdvSegmentLib.web.viewer import CHANGES_SLICE, CLEAN_3D
 
     app, viewer = viewer_app
     baseline = app.scene.GetNumberOfNodes()
@@ -464,6 +485,18 @@ def test_viewer_shows_results_in_the_comparison_views(viewer_app, tmp_path):
     viewer.show_results(results)
     views = {v.get_singleton_tag(): v for v in app.view_manager.get_views()}
     assert views[ADVERSARIAL_SLICE].get_background_volume_id() == results.adversarial_volume.GetID()
+    # Where it broke: the clean CT under a label map that is red exactly where the labels changed.
+    composite = app.scene.GetNodeByID(f"vtkMRMLSliceCompositeNode{CHANGES_SLICE}")
+    changes = app.scene.GetNodeByID(composite.GetLabelVolumeID())
+    assert views[CHANGES_SLICE].get_background_volume_id() == loaded.volume.GetID()
+    clean_labels = sitk.GetArrayFromImage(labels)
+    assert viewer.changed["fgsm"] == int((clean_labels[:, :, 9] > 0).sum()) > 50
+    from vtkmodules.util import numpy_support
+
+    marked = numpy_support.vtk_to_numpy(changes.GetImageData().GetPointData().GetScalars()).reshape(clean_labels.shape)
+    assert (marked[:, :, 9] == (clean_labels[:, :, 9] > 0)).all() and marked[:, :, :9].sum() == 0
+    red = _render(views[CHANGES_SLICE])[..., :3].astype(int)
+    assert ((red[..., 0] > 200) & (red[..., 1] < 60) & (red[..., 2] < 60)).sum() > 20, "no red label change drawn"
     assert views[PERTURBATION_SLICE].get_foreground_volume_id() == results.perturbation_volume.GetID()
     # Linked slices: the clean view's slider moves the other two.
     red = views[CLEAN_SLICE]

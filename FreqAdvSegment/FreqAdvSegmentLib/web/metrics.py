@@ -99,8 +99,9 @@ def _row(organ: str, attacked: dict[str, Any], clean: dict[str, Any] | None, has
     notes = [n for n in (attacked.get("note"), (clean or {}).get("note") if has_clean else None) if n]
     if not (attacked.get("ref_voxels") or 0):
         notes.append(f"not in the reference: {attacked.get('pred_voxels') or 0} voxels predicted under the attack")
-    if hd95 is not None and hd95 > FAR_HD95_MM:
-        notes.append(f"HD95 {hd95:.0f} mm: {HD95_NOTE}")
+    far = [v for v in (hd95, _number((clean or {}).get("hd95_mm")) if has_clean else None) if v is not None]
+    if far and max(far) > FAR_HD95_MM:
+        notes.append(f"HD95 {max(far):.0f} mm: {HD95_NOTE}")
     return MetricsRow(
         organ=organ,
         dice_clean=_fmt(dice_clean, "{:.3f}"), dice_attack=_fmt(dice, "{:.3f}"), dice_change=_fmt(change, "{:+.3f}"),
