@@ -712,6 +712,17 @@ def _shots_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def _type_into(browser: Any, element_id: str, text: str) -> None:
+    """Click a field, select its text and type over it, as a person does (the field keeps focus)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = browser.find_element(By.ID, element_id)
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(text)
+
+
 def test_browser_upload_sample_attack_results_and_downloads(server, tmp_path):
     import torch
     from PIL import Image
@@ -720,8 +731,11 @@ def test_browser_upload_sample_attack_results_and_downloads(server, tmp_path):
     browser = _browser_or_skip()
     shots = _shots_dir(tmp_path)
     try:
+        _viewport(browser, 1600, 1000)
         browser.get(server.url)
         _wait(browser, "return document.getElementById('fa-load-sample')", 60, "the page")
+        accept = browser.find_element(By.CSS_SELECTOR, "input[type=file]").get_attribute("accept")
+        assert ".nii.gz" in accept and ".nrrd" in accept, f"the file picker's accept is {accept!r}"
 
         # Upload: a wrong type is refused with a message, a NIfTI is loaded.
         notes = tmp_path / "notes.txt"
@@ -734,6 +748,7 @@ def test_browser_upload_sample_attack_results_and_downloads(server, tmp_path):
         # The sample, with its reference labels.
         _click(browser, "fa-load-sample")
         _wait_text(browser, "fa-input-info", "sample CT", 60)
+        assert "no attack result yet" in _text(browser, "fa-views"), "result views must not show the clean CT"
 
         # A failing job (no CUDA here) shows the engine's error; the page stays usable.
         if not torch.cuda.is_available():
@@ -743,39 +758,63 @@ def test_browser_upload_sample_attack_results_and_downloads(server, tmp_path):
             assert "failed" in _text(browser, "fa-status")
             _choose(browser, "fa-device", "cpu")
 
-        # Cancel: the run stops, nothing is shown, and a new run may start.
-        _click(browser, "fa-method-fgsm")
+        # Edit a field, then press Run at once (the field still focused): the run must start.
+        assert _state(browser, "fa_chosen") == ["fgsm"], "the server was started with --method fgsm"
+        _type_into(browser, "fa-param-fgsm-eps", "6")
         _click(browser, "fa-run")
-        _wait(browser, "return !document.getElementById('fa-cancel').disabled", 30, "a running job")
+        _wait(browser, "return !document.getElementById('fa-cancel').disabled", 30, "a running job after editing a field")
         assert browser.find_element(By.ID, "fa-run").get_attribute("disabled"), "Run must be disabled while a job runs"
         _click(browser, "fa-cancel")
         _wait_text(browser, "fa-status", "cancelled", 30)
 
         # The real run: FGSM (one step) on the CPU, with progress, then the results.
+        _type_into(browser, "fa-param-fgsm-eps", "4")
         _click(browser, "fa-run")
         _wait(browser, "const p = document.getElementById('fa-progress'); return p && p.offsetParent !== null",
               30, "the progress bar")
-        _wait(browser, "return document.querySelectorAll('#fa-metrics-table tbody tr').length", 240, "the metrics table")
+        _wait(browser, "return document.querySelectorAll('#fa-metrics-table tbody tr').length", 300, "the metrics table")
         _check_metrics_table(browser)
         assert "done" in _text(browser, "fa-status")
         assert re.search(r"−\d+(\.\d)? HU", _text(browser, "fa-perturbation-legend")), "no perturbation colour scale"
+        assert re.search(r"L∞: \d+\.\d HU", _text(browser, "fa-budget")) and "SSIM" in _text(browser, "fa-budget")
 
         # The views: segment colours in the slice and 3D views (rendered server-side, streamed).
         views = browser.find_element(By.ID, "fa-views")
-        deadline, counts = time.monotonic() + 30, {}
+        deadline, counts, red = time.monotonic() + 40, {}, 0
         while time.monotonic() < deadline:
             views.screenshot(str(shots / "freqadv-web-views.png"))
-            counts = _organ_pixels(np.asarray(Image.open(shots / "freqadv-web-views.png").convert("RGB")))
-            if sum(n >= 200 for n in counts.values()) >= 4:
+            views_rgb = np.asarray(Image.open(shots / "freqadv-web-views.png").convert("RGB"))
+            counts = _organ_pixels(views_rgb)
+            red = _red_pixels(_view_pixels(browser, views_rgb, "where it broke"))
+            if sum(n >= 200 for n in counts.values()) >= 4 and red >= 30:
                 break
             time.sleep(1)
-        browser.save_screenshot(str(shots / "freqadv-web-page.png"))
+        browser.save_screenshot(str(shots / "freqadv-web-page-1600x1000.png"))
         assert sum(n >= 200 for n in counts.values()) >= 4, f"too few segment colours in the views: {counts}"
-        _check_perturbation_colours(browser, np.asarray(Image.open(shots / "freqadv-web-views.png").convert("RGB")))
+        assert red >= 30, f"the label-change view shows {red} red pixels after an FGSM run"
+        _check_perturbation_colours(browser, views_rgb)
+        assert "S " in _text(browser, "fa-views") and " mm" in _text(browser, "fa-views"), "no slice position"
 
-        _check_downloads(browser, server)
+        _check_downloads(browser, server, tmp_path)
+        _check_legend(browser, server)
+        _check_small_window(browser, shots)
     finally:
         browser.quit()
+
+
+def _viewport(browser: Any, width: int, height: int) -> None:
+    """The page's own size (the window's includes the browser's frame)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def _state(browser: Any, name: str) -> Any:
+    return browser.execute_script(f"return window.trame.state.get('{name}')")
+
+
+def _red_pixels(rgb: np.ndarray) -> int:
+    """Pure red pixels (the label-change colour; no organ and no CT grey is that red)."""
+    return int(((rgb[..., 0] > 180) & (rgb[..., 1] < 70) & (rgb[..., 2] < 70)).sum())
 
 
 def _view_pixels(browser: Any, views_rgb: np.ndarray, title_start: str) -> np.ndarray:
@@ -797,38 +836,95 @@ def _check_perturbation_colours(browser: Any, views_rgb: np.ndarray) -> None:
 
     red, blue = tinted(_view_pixels(browser, views_rgb, "perturbation"))
     _, clean_blue = tinted(_view_pixels(browser, views_rgb, "clean CT"))
-    assert red > 2000 and blue > 2000 and blue > 3 * clean_blue, (red, blue, clean_blue)
+    assert red > 1000 and blue > 1000 and blue > 3 * clean_blue, (red, blue, clean_blue)
+
+
+def _table(browser: Any) -> tuple[list[str], list[list[str]]]:
+    return browser.execute_script(
+        "const t = document.getElementById('fa-metrics-table');"
+        "return [[...t.querySelectorAll('thead th')].map(c => c.innerText.trim()),"
+        "        [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))]")
 
 
 def _check_metrics_table(browser: Any) -> None:
-    rows = browser.execute_script(
-        "return [...document.querySelectorAll('#fa-metrics-table tbody tr')]"
-        ".map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))")
-    table = {row[0]: row[1:] for row in rows}
-    assert {"liver", "spleen", "aorta", "mean (organs)"} <= set(table), table
-    heading = _text(browser, "fa-metrics-table")
-    assert "Dice fgsm" in heading and "HD95" in heading
+    heads, rows = _table(browser)
+    assert heads == ["organ", "Dice clean", "Dice fgsm", "change", "HD95 clean (mm)", "HD95 fgsm (mm)"], heads
+    table = {row[0].rstrip(" *"): dict(zip(heads[1:], row[1:])) for row in rows}
+    assert {"liver", "spleen", "aorta"} <= set(table) and rows[-1][0] == "mean (organs)", table
     assert "vs the ground truth" in _text(browser, "fa-metrics")  # the sample's labels are the reference
-    for organ in ("liver", "spleen", "mean (organs)"):
-        dice_clean, dice_attack = float(table[organ][0]), float(table[organ][1])
-        assert 0.5 < dice_clean <= 1.0 and 0.0 <= dice_attack <= 1.0, (organ, table[organ])
+    organs = [table[row[0].rstrip(" *")] for row in rows[:-1]]
+    mean = table["mean (organs)"]
+    # The mean shown is the mean of the rows shown (to the 3 decimals shown), for every Dice column.
+    for column in ("Dice clean", "Dice fgsm"):
+        values = [float(r[column]) for r in organs if r[column] != "–"]
+        assert abs(sum(values) / len(values) - float(mean[column])) < 1e-3, (column, values, mean)
+    changes = [float(r["change"]) for r in organs if r["change"] != "–"]
+    assert changes == sorted(changes), "rows must be sorted worst first"
+    for r in organs:  # the change is attack - clean, negative when the Dice fell
+        if r["change"] != "–":
+            assert abs(float(r["Dice fgsm"]) - float(r["Dice clean"]) - float(r["change"])) < 2e-3, r
     bars = browser.execute_script("return document.querySelectorAll('#fa-dice-chart .fa-bar-attack').length")
     assert bars == len(rows)
 
 
-def _check_downloads(browser: Any, server: Server) -> None:
+def _check_legend(browser: Any, server: Server) -> None:
+    """The colour key names every organ of the clean segmentation (its label map, downloaded)."""
     links = browser.execute_script("return [...document.querySelectorAll('#fa-downloads a')].map(a => a.href)")
-    report_url = next(u for u in links if u.endswith("/report.json"))
-    assert any(u.endswith("/fgsm/adversarial.nrrd") for u in links) and any(u.endswith(".zip") for u in links)
-    path = report_url.split(server.host, 1)[1]
-    status, body = server.request("GET", path)
-    assert status == 200 and "fgsm" in json.loads(body)["attacks"]
-    status, _ = server.request("GET", path.replace("report.json", downloads.ARCHIVE_NAME))
+    labels_url = next(u for u in links if "/clean_labels." in u)
+    status, body = server.request("GET", labels_url.split(server.host, 1)[1])
     assert status == 200
+    with tempfile.NamedTemporaryFile(suffix=".nrrd") as f:
+        f.write(body)
+        f.flush()
+        present = {BTCV_LABELS[v] for v in np.unique(sitk.GetArrayFromImage(sitk.ReadImage(f.name))) if v > 0}
+    named = set(browser.execute_script(
+        "return [...document.querySelectorAll('#fa-legend .fa-organ-name')].map(e => e.innerText.trim())"))
+    assert present and present <= named, f"organs without a colour key: {present - named}"
+
+
+def _check_downloads(browser: Any, server: Server, tmp_path: Path) -> None:
+    """One zip holds the whole result; its report.html shows every figure; nothing else leaks."""
+    import zipfile
+
+    archive_url = browser.find_element("id", "fa-download-all").get_attribute("href")
+    path = archive_url.split(server.host, 1)[1]
+    status, body = server.request("GET", path)
+    assert status == 200
+    (tmp_path / "all.zip").write_bytes(body)
+    with zipfile.ZipFile(tmp_path / "all.zip") as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "unzipped")
+    assert {"report.html", "report.json", "scene.mrb", "fgsm/adversarial.nrrd"} <= names, sorted(names)
+    sources = re.findall(r"<img src='([^']+)'", (tmp_path / "unzipped" / "report.html").read_text())
+    assert sources and set(sources) <= names, (sources, sorted(names))
+    main_window = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    try:
+        browser.get((tmp_path / "unzipped" / "report.html").as_uri())
+        images = _wait(browser, "const i = [...document.images]; return i.length && i.every(e => e.complete) && "
+                                "i.map(e => e.naturalWidth)", 20, "the report's images")
+        assert len(images) == len(sources) and all(w > 0 for w in images), f"broken images in report.html: {images}"
+    finally:
+        browser.close()
+        browser.switch_to.window(main_window)
     token_dir = path.rsplit("/", 1)[0]
     for probe in ("../../uploads", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "fgsm/../../job.txt"):
         assert server.request("GET", f"{token_dir}/{probe}")[0] == 404, probe
     assert server.request("GET", path.replace(token_dir.rsplit("/", 1)[1], "not-the-token"))[0] == 404
+
+
+def _check_small_window(browser: Any, shots: Path) -> None:
+    """At 800 x 600 the views keep the width; the panels open from the app bar, over them."""
+    _viewport(browser, 800, 600)
+    width = _wait(browser, "const w = document.getElementById('fa-views').getBoundingClientRect().width; "
+                           "return w > 700 ? w : 0", 20, "the views to take the width")
+    browser.save_screenshot(str(shots / "freqadv-web-page-800x600.png"))
+    _click(browser, "fa-open-results")
+    _wait(browser, "const p = document.getElementById('fa-results-panel'); "
+                   "const r = p.getBoundingClientRect(); return r.right > 700 && r.left < 500", 10, "the results panel")
+    time.sleep(0.5)
+    browser.save_screenshot(str(shots / "freqadv-web-page-800x600-results.png"))
+    assert width > 700
 
 
 def test_server_log_has_no_tracebacks(server):

@@ -32,7 +32,7 @@ html { overflow-y: auto; }
             background: rgba(0,0,0,.55); padding: 1px 6px; border-radius: 3px; pointer-events: none; z-index: 2; }
 .fa-orient { position: absolute; color: #ffd54f; font: bold 12px sans-serif; pointer-events: none; z-index: 2;
              text-shadow: 0 0 3px #000; }
-.fa-slice-mm { position: absolute; bottom: 26px; right: 8px; color: #eee; font: 11px sans-serif;
+.fa-slice-mm { position: absolute; top: 24px; right: 8px; color: #eee; font: 11px sans-serif;
                background: rgba(0,0,0,.55); padding: 0 4px; pointer-events: none; z-index: 2; }
 .fa-empty { position: absolute; top: 45%; width: 100%; text-align: center; color: #aaa; font: 13px sans-serif;
             pointer-events: none; z-index: 2; }
@@ -93,10 +93,10 @@ def build_page(server: Any, layout_manager: Any, triggers: dict[str, str], title
             v3.VChip("{{ fa_status }}", id="fa-status", size="small", classes="mr-2",
                      color=("fa_phase === 'failed' ? 'error' : fa_phase === 'done' ? 'success' : 'default'",))
             v3.VBtn(icon="mdi-table", id="fa-open-results", click="fa_right = !fa_right", title="results")
-        with v3.VNavigationDrawer(v_model=("fa_left", None), width=330, location="left", mobile_breakpoint=NARROW_PX,
+        with v3.VNavigationDrawer(v_model=("fa_left", None), width=330, location="left", mobile_breakpoint=(str(NARROW_PX),),
                                   id="fa-controls-panel"):
             _controls(triggers)
-        with v3.VNavigationDrawer(v_model=("fa_right", None), width=420, location="right", mobile_breakpoint=NARROW_PX,
+        with v3.VNavigationDrawer(v_model=("fa_right", None), width=420, location="right", mobile_breakpoint=(str(NARROW_PX),),
                                   id="fa-results-panel"):
             _metrics_panel()
         with v3.VMain(), html.Div(id="fa-views", style="height: calc(100vh - 48px); display: flex;"):
@@ -112,7 +112,7 @@ def view_title(_server: Any, _view_id: str, view: Any) -> None:
         return
     # Axial slices in the radiological convention Slicer uses: patient right on the left.
     for letter, where in (("R", "left: 6px; top: 48%;"), ("L", "right: 22px; top: 48%;"),
-                          ("A", "left: 48%; top: 4px;"), ("P", "left: 48%; bottom: 26px;")):
+                          ("A", "left: 48%; top: 24px;"), ("P", "left: 48%; bottom: 40px;")):
         html.Div(letter, classes="fa-orient", style=where)
     html.Div("S {{ fa_slice_mm }} mm", v_if="fa_slice_mm !== null", classes="fa-slice-mm")
     if view.name in RESULT_VIEWS:
@@ -141,7 +141,8 @@ def _input_section(triggers: dict[str, str]) -> None:
     v3.VFileInput(
         key=("fa_upload_key",),  # the server bumps it to empty the field once a file is handled
         id="fa-upload", label=("`Upload CT (.nii, .nii.gz, .nrrd; up to ${fa_max_upload_mb} MB)`",),
-        accept=".nii,.nii.gz,.nrrd,application/gzip", density="compact", prepend_icon="mdi-upload",
+        # trame's VFileInput drops `accept` unless it is declared as an extra property.
+        __properties=["accept"], accept=".nii,.nii.gz,.nrrd,.gz", density="compact", prepend_icon="mdi-upload",
         hide_details=True, disabled=("fa_running || fa_loading",),
         change=(f"fa_loading = true; window.freqadvUpload($event.target.files[0], fa_upload_token, "
                 f"fa_max_upload_bytes, '{triggers['uploaded']}')"),
