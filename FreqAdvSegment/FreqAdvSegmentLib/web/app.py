@@ -25,6 +25,7 @@ from ..io import read_image
 from ..mrml.engine_process import EngineError
 from .downloads import ARCHIVE_NAME, attachment_name, list_downloads
 from .engine import engine_arguments
+from .labels_check import check_labels
 from .jobs import FAILED, JobBusy, JobRequest, JobRunner
 from .metrics import page_metrics
 from .params import (DEVICES, attack_items, default_values, form_requests, model_items, preset_key,
@@ -194,7 +195,8 @@ class FreqAdvWebApp:
         from .layout import build_page
 
         actions: dict[str, Callable[..., Any]] = {
-            "sample": self.load_sample, "uploaded": self.load_upload, "run": self.run, "cancel": self.cancel,
+            "sample": self.load_sample, "uploaded": self.load_upload, "uploaded_labels": self.load_labels,
+            "run": self.run, "cancel": self.cancel,
         }
         triggers = {name: self.server.trigger_name(_reporting_errors(self, fn)) for name, fn in actions.items()}
         self.page = build_page(self.server, self.layout_manager, triggers, TITLE)
@@ -220,6 +222,23 @@ class FreqAdvWebApp:
         stored = self.uploads.get(str(reply["id"]))
         loaded = self.viewer.load_input(read_image(stored.path), stored.name)
         self._input_loaded(f"{stored.name}, {_grid(loaded.size)}")
+
+    def load_labels(self, reply: dict[str, Any]) -> None:
+        """After the browser's POST: the uploaded label map becomes the reference of the volume on
+        show (checked to be on its grid, with the model's label values)."""
+        self.state.fa_loading = False
+        self.state.fa_upload_key += 1
+        reply = reply if isinstance(reply, dict) else {}
+        if "id" not in reply:
+            raise ValueError(reply.get("error") or "the upload failed")
+        self._refuse_while_running("load other labels")
+        if self.viewer.input is None:
+            raise ValueError("load the CT first, then its labels")
+        stored = self.uploads.get(str(reply["id"]))
+        labels = read_image(stored.path)
+        check_labels(labels, self.viewer.input.volume)
+        self.viewer.set_ground_truth(labels)
+        self._input_loaded(f"{self.viewer.input.name}, {_grid(self.viewer.input.size)}, with labels {stored.name}")
 
     def run(self) -> None:
         """Start the chosen attack on the volume on show; a second run while one runs is refused."""

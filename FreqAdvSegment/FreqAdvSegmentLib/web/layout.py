@@ -24,7 +24,8 @@ from ..mrml.display import diverging_table
 from .params import attack_fields, preset_key
 from .viewer import RESULT_VIEWS, SLICE_VIEWS, VIEW_TITLES
 
-NARROW_PX = 1200  # below this the side panels are drawers over the views
+NARROW_PX = 1200
+ACCEPT = ".nii,.nii.gz,.nrrd,.gz,.zip"  # what the file pickers offer (the server checks again)  # below this the side panels are drawers over the views
 
 STYLE = """
 html { overflow-y: auto; }
@@ -58,8 +59,9 @@ UPLOAD_JS = r"""
 window.freqadvUpload = async function (file, token, maxBytes, triggerName) {
   if (!file) { return; }
   const reply = (r) => trame.trigger(triggerName, [r]);
-  if (!/\.(nii|nii\.gz|nrrd)$/i.test(file.name)) {
-    return reply({ error: file.name + ' is not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) volume' });
+  if (!/\.(nii|nii\.gz|nrrd|zip)$/i.test(file.name)) {
+    return reply({ error: file.name + ' is not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) volume, ' +
+                   'nor a .zip of one DICOM series' });
   }
   if (file.size > maxBytes) {
     return reply({ error: file.name + ' is ' + (file.size / 1048576).toFixed(1) +
@@ -140,12 +142,20 @@ def _input_section(triggers: dict[str, str]) -> None:
     html.Div("1. Volume", classes="text-subtitle-2")
     v3.VFileInput(
         key=("fa_upload_key",),  # the server bumps it to empty the field once a file is handled
-        id="fa-upload", label=("`Upload CT (.nii, .nii.gz, .nrrd; up to ${fa_max_upload_mb} MB)`",),
+        id="fa-upload", label=("`Upload CT (.nii, .nii.gz, .nrrd, DICOM .zip; up to ${fa_max_upload_mb} MB)`",),
         # trame's VFileInput drops `accept` unless it is declared as an extra property.
-        __properties=["accept"], accept=".nii,.nii.gz,.nrrd,.gz", density="compact", prepend_icon="mdi-upload",
+        __properties=["accept"], accept=ACCEPT, density="compact", prepend_icon="mdi-upload",
         hide_details=True, disabled=("fa_running || fa_loading",),
         change=(f"fa_loading = true; window.freqadvUpload($event.target.files[0], fa_upload_token, "
                 f"fa_max_upload_bytes, '{triggers['uploaded']}')"),
+    )
+    v3.VFileInput(
+        key=("fa_upload_key",), id="fa-upload-labels", label="Upload its labels (optional: the reference)",
+        __properties=["accept"], accept=ACCEPT, density="compact", prepend_icon="mdi-label-multiple",
+        hide_details=True, disabled=("!fa_input_info || fa_running || fa_loading",),
+        title="a label map on the CT's grid, with the model's label values (0 = background)",
+        change=(f"fa_loading = true; window.freqadvUpload($event.target.files[0], fa_upload_token, "
+                f"fa_max_upload_bytes, '{triggers['uploaded_labels']}')"),
     )
     v3.VBtn("Load the sample CT", id="fa-load-sample", prepend_icon="mdi-database", variant="tonal", size="small",
             click=f"trame.trigger('{triggers['sample']}')", disabled=("fa_running || fa_loading",))

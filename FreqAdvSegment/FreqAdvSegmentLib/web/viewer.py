@@ -107,6 +107,20 @@ class SceneViewer:
         self._show_input_everywhere()
         return self.input
 
+    def set_ground_truth(self, labels: sitk.Image, label_names: Sequence[str] = BTCV_LABELS) -> None:
+        """Make ``labels`` the input's ground truth (hidden until asked for); the previous results
+        go, as they were measured against another reference."""
+        if self.input is None:
+            raise ValueError("load a volume first")
+        self.remove_results()
+        if self.input.ground_truth is not None:
+            self.scene.RemoveNode(self.input.ground_truth)
+        truth = segmentation_from_labels(self.scene, labels, f"{self.input.name} ground truth", tuple(label_names),
+                                         self.input.volume, closed_surfaces=False)
+        truth.GetDisplayNode().SetVisibility(False)
+        self.input.ground_truth = truth
+        self._with_input = set(node_ids(self.scene))
+
     def show_results(self, results: Any, new_nodes: set[str] | None = None) -> None:
         """Put ``results`` (the bridge's ResultNodes) into the views, fitted, at the slice where
         the attack changed the labels most. ``new_nodes``: ids of the nodes that loading them
