@@ -379,6 +379,25 @@ class ResultsRun(FakeRun):
         return load_results(self.scene, folder, self.volume)
 
 
+class SegmentRun(FakeRun):
+    """A stand-in segment-only run: the model's labels (a phantom's) as a segmentation node."""
+
+    def __init__(self, scene, volume, request, ground_truth, settings):
+        super().__init__(scene, volume, request, ground_truth, settings)
+        self.scene, self.volume = scene, volume
+        assert request.kind == "segment" and not request.requests
+
+    def finish(self):
+        from FreqAdvSegmentLib.mrml.segmentations import segmentation_from_labels
+
+        folder = Path(self.settings.keep_folder)
+        folder.mkdir()
+        labels = sitk.Image(self.volume.GetImageData().GetDimensions(), sitk.sitkUInt8)
+        labels[10:30, 10:30, 10:20] = BTCV_LABELS.index("liver")
+        sitk.WriteImage(labels, str(folder / "segmentation.nrrd"))
+        return segmentation_from_labels(self.scene, labels, "segmentation", BTCV_LABELS, self.volume)
+
+
 def test_app_actions_answer_clearly_and_keep_the_page_usable(tmp_path):
     from trame.app import get_server
 
@@ -436,6 +455,14 @@ def test_app_actions_answer_clearly_and_keep_the_page_usable(tmp_path):
         assert "boom" in state.fa_error and state.fa_phase == "failed" and not state.fa_running
         assert state.fa_metrics["attacks"][0]["label"] == "fgsm" and token in state.fa_archive["url"]
         assert app.jobs.results_folder.is_dir() and app.viewer.results is not None
+        # Segment only: the segmentation and its colour key, no attack results.
+        app.jobs._factory = SegmentRun
+        _reporting_errors(app, app.segment)()
+        assert state.fa_run_title == "segmentation"
+        await app._watcher
+        assert state.fa_phase == "done" and state.fa_metrics is None and not state.fa_error
+        assert [s["name"] for s in state.fa_legend] == ["liver"] and app.viewer.results is None
+        assert state.fa_archive and "segmentation.nrrd" in [d["name"] for d in state.fa_downloads]
 
     try:
         asyncio.run(scenario())

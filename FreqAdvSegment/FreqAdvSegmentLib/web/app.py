@@ -196,7 +196,7 @@ class FreqAdvWebApp:
 
         actions: dict[str, Callable[..., Any]] = {
             "sample": self.load_sample, "uploaded": self.load_upload, "uploaded_labels": self.load_labels,
-            "run": self.run, "cancel": self.cancel,
+            "run": self.run, "segment": self.segment, "cancel": self.cancel,
         }
         triggers = {name: self.server.trigger_name(_reporting_errors(self, fn)) for name, fn in actions.items()}
         self.page = build_page(self.server, self.layout_manager, triggers, TITLE)
@@ -240,11 +240,15 @@ class FreqAdvWebApp:
         self.viewer.set_ground_truth(labels)
         self._input_loaded(f"{self.viewer.input.name}, {_grid(self.viewer.input.size)}, with labels {stored.name}")
 
-    def run(self) -> None:
-        """Start the chosen attack on the volume on show; a second run while one runs is refused."""
+    def segment(self) -> None:
+        """Segment the volume on show with the model, no attack (to check the model first)."""
+        self.run(segment_only=True)
+
+    def run(self, segment_only: bool = False) -> None:
+        """Start the chosen attacks on the volume on show; a second run while one runs is refused."""
         if self.viewer.input is None:
             raise ValueError("load a volume first (upload one, or the sample CT)")
-        request = self._job_request()
+        request = self._job_request(segment_only)
         if self.jobs.running:  # before anything on show changes
             raise JobBusy(self.jobs.busy_message())
         # The previous results stay on show (and downloadable) until this run succeeds.
@@ -277,6 +281,12 @@ class FreqAdvWebApp:
             self._publish_job()
 
     def _show_results(self, results: Any, new_nodes: set[str] | None = None) -> None:
+        if not hasattr(results, "attacks"):  # a segment-only run: one segmentation node
+            self.viewer.show_segmentation(results, new_nodes)
+            self.state.update({"fa_metrics": None, "fa_shown_attack": None, "fa_changed": {},
+                               "fa_perturbation_hu": None, "fa_legend": self.viewer.segment_labels()})
+            self.state.fa_downloads, self.state.fa_archive = self._download_items()
+            return
         try:
             self.viewer.show_results(results, new_nodes)
             metrics = page_metrics(results.report)
@@ -315,7 +325,7 @@ class FreqAdvWebApp:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _job_request(self) -> JobRequest:
+    def _job_request(self, segment_only: bool = False) -> JobRequest:
         state = self.state
         models = {m["value"]: m for m in state.fa_models}
         model = models.get(state.fa_model)
@@ -323,6 +333,8 @@ class FreqAdvWebApp:
             raise ValueError(f"model {state.fa_model!r} is not available here; pick one of the installed models")
         if state.fa_device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+        if segment_only:
+            return JobRequest((), state.fa_model, state.fa_device, kind="segment")
         requests = form_requests(state.fa_chosen, {k: state[k] for k in default_values()})
         engine_arguments(requests)  # refuses, in words, what one engine run cannot do
         return JobRequest(tuple(requests), state.fa_model, state.fa_device)

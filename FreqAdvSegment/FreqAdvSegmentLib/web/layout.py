@@ -204,6 +204,9 @@ def _run_section(triggers: dict[str, str]) -> None:
         v3.VBtn("Run", id="fa-run", color="primary", prepend_icon="mdi-play",
                 click=f"trame.trigger('{triggers['run']}')",
                 disabled=("!fa_input_info || fa_loading || fa_running || !fa_chosen.length",))
+        v3.VBtn("Segment", id="fa-segment", variant="tonal", prepend_icon="mdi-brain",
+                click=f"trame.trigger('{triggers['segment']}')", title="segment only, no attack",
+                disabled=("!fa_input_info || fa_loading || fa_running",))
         v3.VBtn("Cancel", id="fa-cancel", color="warning", prepend_icon="mdi-stop",
                 click=f"trame.trigger('{triggers['cancel']}')", disabled=("!fa_running",))
     html.Div("{{ fa_run_title }}", v_if="fa_running", classes="text-caption")

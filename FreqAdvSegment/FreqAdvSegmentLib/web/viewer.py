@@ -70,6 +70,7 @@ class SceneViewer:
         self.input: LoadedInput | None = None
         self.results: Any = None
         self.attack: str | None = None  # the attack on show
+        self.segmentation: Any = None  # a segment-only run's segmentation on show
         self.changes: dict[str, Any] = {}  # attack -> its label-change node
         self.changed: dict[str, int] = {}  # attack -> voxels whose label changed
         self.window = CT_PRESETS["abdomen"]
@@ -121,14 +122,27 @@ class SceneViewer:
         self.input.ground_truth = truth
         self._with_input = set(node_ids(self.scene))
 
+    def show_segmentation(self, segmentation: Any, new_nodes: set[str] | None = None) -> None:
+        """Show a segment-only run's segmentation node in the clean views (no attack views)."""
+        from ..mrml.display import style_segmentation
+
+        keep = self._with_input | (new_nodes if new_nodes is not None else set(node_ids(self.scene)))
+        _remove_nodes_except(self.scene, keep)
+        self.results, self.attack, self.changes, self.changed = None, None, {}, {}
+        self._show_input_everywhere()
+        self.segmentation = segmentation
+        style_segmentation(segmentation, [bridge_views.slice_node_id(bridge_views.CLEAN_SLICE),
+                                          bridge_views.view_node_id(CLEAN_3D)])
+        self._fit_views()
+
     def show_results(self, results: Any, new_nodes: set[str] | None = None) -> None:
         """Put ``results`` (the bridge's ResultNodes) into the views, fitted, at the slice where
         the attack changed the labels most. ``new_nodes``: ids of the nodes that loading them
         added (kept while the previous results' nodes are removed); None = every node."""
-        if self.results is not None:
+        if self.results is not None or self.segmentation is not None:
             keep = self._with_input | (new_nodes if new_nodes is not None else set(node_ids(self.scene)))
             _remove_nodes_except(self.scene, keep)
-        self.results, self.changes, self.changed = results, {}, {}
+        self.results, self.changes, self.changed, self.segmentation = results, {}, {}, None
         for label in results.attacks:
             self._add_changes(label)
         self.show_attack(None)
@@ -188,9 +202,9 @@ class SceneViewer:
 
     def remove_results(self) -> None:
         """Remove the last results' nodes; the input stays on show."""
-        if self.results is None:
+        if self.results is None and self.segmentation is None:
             return
-        self.results, self.attack, self.changes, self.changed = None, None, {}, {}
+        self.results, self.attack, self.changes, self.changed, self.segmentation = None, None, {}, {}, None
         # Every node added since the input (display, storage, legend, chart series nodes too),
         # rather than a list of result nodes that would miss the ones they bring along.
         _remove_nodes_except(self.scene, self._with_input)
@@ -198,9 +212,10 @@ class SceneViewer:
 
     def segment_labels(self) -> list[dict[str, Any]]:
         """The segments of the clean segmentation on show: name and colour (CSS), in label order."""
-        if self.results is None:
+        node = self.results.clean_segmentation if self.results is not None else self.segmentation
+        if node is None:
             return []
-        segmentation = self.results.clean_segmentation.GetSegmentation()
+        segmentation = node.GetSegmentation()
         items = []
         for index in range(segmentation.GetNumberOfSegments()):
             segment = segmentation.GetNthSegment(index)
@@ -259,7 +274,7 @@ class SceneViewer:
 
     def clear(self) -> None:
         """Remove every node the app did not start with (inputs, results, their tables)."""
-        self.results, self.input = None, None
+        self.results, self.input, self.segmentation = None, None, None
         _remove_nodes_except(self.scene, self._baseline)
         self._with_input = set(self._baseline)
 
