@@ -37,7 +37,7 @@ import SimpleITK as sitk
 pytest.importorskip("trame_slicer", reason='the web viewer needs trame-slicer (pip install "trame-slicer[standalone]==2.0.0")')
 
 from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
-from FreqAdvSegmentLib.sample_data import sample_ct_path  # noqa: E402
+from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path  # noqa: E402
 from FreqAdvSegmentLib.web import downloads, jobs, params, routes, uploads  # noqa: E402
 from FreqAdvSegmentLib.web.metrics import page_metrics  # noqa: E402
 
@@ -656,6 +656,15 @@ def test_server_checks_uploads_before_storing_them(server, page_token):
     assert status == 413 and "limited" in reply["error"]
     status, reply = upload("ct.nii.gz", sample_ct_path().read_bytes())
     assert status == 200 and re.fullmatch(r"[0-9a-f]{24}", reply["id"])
+    status, reply = upload("series.zip", b"PK\x03\x04 not a zip" * 30)
+    assert status == 415 and "not a zip" in reply["error"]
+
+
+def test_server_tells_the_page_where_its_websocket_is(server):
+    """trame's page asks /paraview/ first; a 405 there is a console error on every load."""
+    status, body = server.request("POST", routes.LAUNCHER_PATH, b"{}", {"Referer": f"http://{server.host}/"})
+    assert status == 200 and json.loads(body) == {"sessionURL": "ws://USE_HOST/ws"}
+    assert routes.websocket_url("https://example.org/viewer/index.html") == "ws://USE_HOST/viewer/ws"
 
 
 def test_server_has_no_downloads_before_a_job(server):
@@ -687,6 +696,7 @@ def _browser_or_skip() -> Any:
                      "--disable-dev-shm-usage", f"--user-data-dir={tempfile.mkdtemp(prefix='freqadv-chromium-')}",
                      "--window-size=1600,1000"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for its errors
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
@@ -771,6 +781,12 @@ def test_browser_upload_sample_attack_results_and_downloads(server, tmp_path):
         _wait_text(browser, "fa-error", "is not a NIfTI", 30)
         browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(sample_ct_path()))
         _wait_text(browser, "fa-input-info", "patientA_ct.nii.gz, 122 x 101 x 112", 60)
+        # Its labels, as a second upload: checked against the CT's grid, then the reference.
+        browser.find_element(By.CSS_SELECTOR, "#fa-upload-labels").send_keys(str(sample_labels_path()))
+        _wait_text(browser, "fa-input-info", "with labels patientA_labels.nii.gz", 60)
+        assert _state(browser, "fa_has_truth")
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, f"errors in the browser's console: {errors}"
 
         # The sample, with its reference labels.
         _click(browser, "fa-load-sample")
