@@ -539,6 +539,31 @@ def test_viewer_shows_results_in_the_comparison_views(viewer_app, tmp_path):
     assert app.scene.GetNumberOfNodes() == baseline and viewer.input is None
 
 
+def test_hu_readout_reads_the_voxel_under_a_slice_view_pixel(viewer_app, tmp_path):
+    import vtk
+
+    from FreqAdvSegmentLib.mrml.views import CLEAN_SLICE
+    from FreqAdvSegmentLib.web.probe import readout, slice_point, voxel_value
+
+    app, viewer = viewer_app
+    folder = _synthetic_results(tmp_path / "out")
+    ct = sitk.ReadImage(str(folder / "fgsm" / "adversarial.nrrd"))
+    loaded = viewer.load_input(ct, "phantom")
+    array = sitk.GetArrayFromImage(ct)
+    to_ras = vtk.vtkMatrix4x4()
+    loaded.volume.GetIJKToRASMatrix(to_ras)
+    for i, j, k in ((3, 4, 5), (9, 12, 12), (23, 0, 7)):
+        ras = to_ras.MultiplyPoint((i, j, k, 1.0))[:3]
+        assert voxel_value(loaded.volume, ras) == pytest.approx(float(array[k, j, i]), abs=1e-4)
+    assert voxel_value(loaded.volume, (1e4, 0.0, 0.0)) is None
+    view = {v.get_singleton_tag(): v for v in app.view_manager.get_slice_views()}[CLEAN_SLICE]
+    node = view.get_view_node()
+    width, height, _ = node.GetDimensions()
+    ras = slice_point(node, width / 2, height / 2)
+    assert ras[2] == pytest.approx(node.GetSliceOffset(), abs=1e-3)  # on the slice on show
+    assert readout((12.34, -5.0, 30.0), {"clean": 42.2, "fgsm": None}) == "R 12.3, P 5.0, S 30.0 mm: clean 42 HU"
+
+
 def _render(view: Any) -> np.ndarray:
     import vtk
     from vtkmodules.util import numpy_support
@@ -838,6 +863,7 @@ def test_browser_upload_sample_attack_results_and_downloads(server, tmp_path):
         _check_perturbation_colours(browser, views_rgb)
         assert "S " in _text(browser, "fa-views") and " mm" in _text(browser, "fa-views"), "no slice position"
 
+        _check_probe(browser)
         _check_downloads(browser, server, tmp_path)
         _check_legend(browser, server)
         _check_small_window(browser, shots)
@@ -849,6 +875,18 @@ def _viewport(browser: Any, width: int, height: int) -> None:
     """The page's own size (the window's includes the browser's frame)."""
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def _check_probe(browser: Any) -> None:
+    """Moving the mouse over the clean slice view reads the HU under it, clean and adversarial."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    title = next(e for e in browser.find_elements(By.CLASS_NAME, "fa-title") if e.text.startswith("clean CT"))
+    view = title.find_element(By.XPATH, "./ancestor::div[contains(@class, 'layout-grid-item')][1]")
+    ActionChains(browser).move_to_element_with_offset(view, -10, 0).pause(0.3).move_by_offset(20, 5).perform()
+    text = _wait_text(browser, "fa-probe", " HU", 20)
+    assert re.search(r"S -?\d+\.\d mm: clean -?\d+ HU, fgsm -?\d+ HU", text), text
 
 
 def _state(browser: Any, name: str) -> Any:

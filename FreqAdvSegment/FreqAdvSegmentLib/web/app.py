@@ -138,7 +138,7 @@ class FreqAdvWebApp:
             "fa_shown_attack": None, "fa_legend": [], "fa_changed": {}, "fa_has_truth": False,
             "fa_show_truth": False, "fa_window_preset": "abdomen", "fa_window": CT_PRESETS["abdomen"][0],
             "fa_level": CT_PRESETS["abdomen"][1], "fa_window_presets": list(CT_PRESETS), "fa_slice_mm": None,
-            "fa_run_title": "",
+            "fa_run_title": "", "fa_probe": "",
             **default_values(),
         })
 
@@ -190,6 +190,21 @@ class FreqAdvWebApp:
             self.state.fa_slice_mm = round(node.GetSliceOffset(), 1) if self.viewer.input else None
 
         node.AddObserver("ModifiedEvent", update)
+        for slice_view in views.values():
+            slice_view.interactor().AddObserver("MouseMoveEvent", functools.partial(self._probe, slice_view))
+
+    def _probe(self, view: Any, interactor: Any, _event: str) -> None:
+        """The HU readout: the clean (and shown adversarial) CT's voxel under the mouse."""
+        from .probe import readout, slice_point, voxel_value
+
+        if self.viewer.input is None:
+            return
+        ras = slice_point(view.get_view_node(), *interactor.GetEventPosition())
+        values = {"clean": voxel_value(self.viewer.input.volume, ras)}
+        if self.viewer.results is not None and self.viewer.attack:
+            values[self.viewer.attack] = voxel_value(self.viewer.results.attack_nodes(self.viewer.attack).adversarial_volume, ras)
+        self.state.fa_probe = readout(ras, values)
+        self.state.flush()
 
     def _build_page(self) -> None:
         from .layout import build_page

@@ -242,6 +242,8 @@ def _view_section() -> None:
                       type="number", style="max-width: 80px;", title="window width in HU")
         v3.VTextField(id="fa-level", label="L (HU)", v_model=("fa_level",), density="compact", hide_details=True,
                       type="number", style="max-width: 80px;", title="window centre (level) in HU")
+    html.Div("{{ fa_probe || 'move the mouse over a slice for the HU under it' }}", id="fa-probe",
+             classes="text-caption")
     v3.VCheckbox(id="fa-show-truth", v_if="fa_has_truth", v_model=("fa_show_truth",), density="compact",
                  hide_details=True, label="outline the ground truth in the clean view")
 
