@@ -191,7 +191,8 @@ class FreqAdvWebApp:
 
         node.AddObserver("ModifiedEvent", update)
         for slice_view in views.values():
-            slice_view.interactor().AddObserver("MouseMoveEvent", functools.partial(self._probe, slice_view))
+            # Before Slicer's interactor style, which consumes (aborts) the mouse moves it handles.
+            slice_view.interactor().AddObserver("MouseMoveEvent", functools.partial(self._probe, slice_view), 10.0)
 
     def _probe(self, view: Any, interactor: Any, _event: str) -> None:
         """The HU readout: the clean (and shown adversarial) CT's voxel under the mouse."""
