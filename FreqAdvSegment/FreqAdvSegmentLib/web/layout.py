@@ -125,7 +125,8 @@ def view_title(_server: Any, _view_id: str, view: Any) -> None:
 
 
 def _controls(triggers: dict[str, str]) -> None:
-    with html.Div(classes="pa-3 d-flex flex-column ga-2"):
+    # No horizontal scrolling: a row too wide must wrap, not shift the whole panel sideways.
+    with html.Div(classes="pa-3 d-flex flex-column ga-2", style="overflow-x: hidden; max-width: 100%;"):
         _input_section(triggers)
         v3.VDivider()
         _model_section()
@@ -200,14 +201,14 @@ def _attack_box(spec: Any) -> None:
 
 
 def _run_section(triggers: dict[str, str]) -> None:
-    with html.Div(classes="d-flex ga-2"):
-        v3.VBtn("Run", id="fa-run", color="primary", prepend_icon="mdi-play",
+    with html.Div(classes="d-flex flex-wrap ga-2"):
+        v3.VBtn("Run", id="fa-run", color="primary", size="small", prepend_icon="mdi-play",
                 click=f"trame.trigger('{triggers['run']}')",
                 disabled=("!fa_input_info || fa_loading || fa_running || !fa_chosen.length",))
-        v3.VBtn("Segment", id="fa-segment", variant="tonal", prepend_icon="mdi-brain",
+        v3.VBtn("Segment", id="fa-segment", variant="tonal", size="small", prepend_icon="mdi-brain",
                 click=f"trame.trigger('{triggers['segment']}')", title="segment only, no attack",
                 disabled=("!fa_input_info || fa_loading || fa_running",))
-        v3.VBtn("Cancel", id="fa-cancel", color="warning", prepend_icon="mdi-stop",
+        v3.VBtn("Cancel", id="fa-cancel", color="warning", size="small", prepend_icon="mdi-stop",
                 click=f"trame.trigger('{triggers['cancel']}')", disabled=("!fa_running",))
     html.Div("{{ fa_run_title }}", v_if="fa_running", classes="text-caption")
     v3.VProgressLinear(id="fa-progress", v_show="fa_running", model_value=("fa_progress ?? 0",),
