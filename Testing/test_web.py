@@ -539,6 +539,53 @@ def test_viewer_shows_results_in_the_comparison_views(viewer_app, tmp_path):
     assert app.scene.GetNumberOfNodes() == baseline and viewer.input is None
 
 
+def _two_attacks(folder: Path) -> Path:
+    """The synthetic folder with a second attack, "pgd", that changed nothing."""
+    _synthetic_results(folder)
+    report = json.loads((folder / "report.json").read_text())
+    (folder / "pgd").mkdir()
+    for name in ("adversarial", "perturbation_hu"):
+        shutil.copy(folder / f"fgsm/{name}.nrrd", folder / f"pgd/{name}.nrrd")
+    shutil.copy(folder / "clean_labels.nrrd", folder / "pgd/adversarial_labels.nrrd")
+    report["files"].update({f"pgd/{n}": f"pgd/{n}.nrrd" for n in ("adversarial", "perturbation_hu", "adversarial_labels")})
+    report["attacks"]["pgd"] = {**report["attacks"]["fgsm"], "method": "pgd"}
+    (folder / "report.json").write_text(json.dumps(report))
+    return folder
+
+
+def test_several_attacks_one_shown_at_a_time_and_linked_3d_cameras(viewer_app, tmp_path):
+    from FreqAdvSegmentLib.mrml.results import load_results
+    from FreqAdvSegmentLib.mrml.views import ADVERSARIAL_SLICE
+    from FreqAdvSegmentLib.web.viewer import CHANGES_SLICE
+
+    app, viewer = viewer_app
+    folder = _two_attacks(tmp_path / "out")
+    loaded = viewer.load_input(sitk.ReadImage(str(folder / "fgsm" / "adversarial.nrrd")), "phantom")
+    results = load_results(app.scene, folder, loaded.volume)
+    viewer.show_results(results)
+    assert viewer.attack == "fgsm" and viewer.changed["fgsm"] > 50 and viewer.changed["pgd"] == 0
+    views = {v.get_singleton_tag(): v for v in app.view_manager.get_views()}
+    composite = app.scene.GetNodeByID(f"vtkMRMLSliceCompositeNode{CHANGES_SLICE}")
+    viewer.show_attack("pgd")
+    assert viewer.attack == "pgd" and composite.GetLabelVolumeID() == viewer.changes["pgd"].GetID()
+    assert views[ADVERSARIAL_SLICE].get_background_volume_id() == results.attack_nodes("pgd").adversarial_volume.GetID()
+    assert not results.attack_nodes("fgsm").adversarial_segmentation.GetDisplayNode().GetVisibility()
+    # The window applies to the clean and every adversarial CT alike.
+    viewer.set_window(1500.0, -600.0)
+    for volume in (loaded.volume, *(a.adversarial_volume for a in results.attacks.values())):
+        assert (volume.GetDisplayNode().GetWindow(), volume.GetDisplayNode().GetLevel()) == (1500.0, -600.0)
+    # Turning one 3D view turns the other.
+    viewer.link_cameras()
+    first, second = app.view_manager.get_threed_views()
+    camera = first.renderer().GetActiveCamera()
+    camera.Azimuth(40.0)
+    camera.Elevation(10.0)
+    other = second.renderer().GetActiveCamera()
+    assert np.allclose(other.GetPosition(), camera.GetPosition()) and np.allclose(other.GetViewUp(), camera.GetViewUp())
+    other.Zoom(1.5)
+    assert np.isclose(camera.GetViewAngle(), other.GetViewAngle()) and np.allclose(camera.GetPosition(), other.GetPosition())
+
+
 def test_hu_readout_reads_the_voxel_under_a_slice_view_pixel(viewer_app, tmp_path):
     import vtk
 
