@@ -445,9 +445,13 @@ def _model_grid(oriented: GridGeometry, target: tuple[float, float, float] | Non
 def _resample_to_xyz(image: sitk.Image, grid: GridGeometry, interpolator: int) -> np.ndarray:
     """Resample ``image`` onto ``grid`` and return it as an [i, j, k] array.
 
-    The nearest-neighbour extrapolator plays the role of MONAI's ``padding_mode="border"``: the
-    last voxel of the new grid may sit up to half a new voxel beyond the old extent.
+    The last voxel of the new grid may sit up to half a new voxel beyond the old extent. There
+    MONAI's ``padding_mode="border"`` clamps the coordinate that is out of range and still
+    interpolates along the others; replicating the edge voxels first (zero-flux Neumann padding)
+    makes ITK's interpolation do exactly that. The nearest-neighbour extrapolator only catches
+    points beyond even the padding (other grids, e.g. labels in physical space).
     """
+    image = _replicate_edges(image, grid)
     f = sitk.ResampleImageFilter()
     f.SetSize(grid.size)
     f.SetOutputSpacing(grid.spacing)
@@ -458,6 +462,12 @@ def _resample_to_xyz(image: sitk.Image, grid: GridGeometry, interpolator: int) -
     f.SetDefaultPixelValue(0)
     f.SetUseNearestNeighborExtrapolator(True)
     return _xyz(f.Execute(image))
+
+
+def _replicate_edges(image: sitk.Image, grid: GridGeometry) -> sitk.Image:
+    """image with its edge voxels repeated outwards, enough to cover half a new voxel."""
+    pad = [int(np.ceil(t / (2.0 * s))) + 1 for s, t in zip(image.GetSpacing(), grid.spacing)]
+    return sitk.ZeroFluxNeumannPad(image, pad, pad)
 
 
 def _invert(transform: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: ModelSpec)
         raise ValueError("a TorchScript model cannot be saved as weights + spec; save its state dict from Python")
     state = strip_wrapper_prefixes(model.state_dict())
     _check_fits(state, spec, str(path))
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in _drop_aliases(state).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(path, tensors, {SPEC_METADATA_KEY: spec.to_json(), "format": "pt"})
     return path
@@ -73,9 +73,38 @@ def load_model(
     if source.module is not None:  # TorchScript: a ready module, nothing to build
         return source.module.to(device).eval(), source.spec
     model = build_model(source.spec)
-    state = fit_state_dict(source.state, model.state_dict(), source.spec.arch, source=str(path))
+    state = _fill_aliases(strip_wrapper_prefixes(source.state), model)
+    state = fit_state_dict(state, model.state_dict(), source.spec.arch, source=str(path))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), source.spec
+
+
+# ---- tensors under several names (nnU-Net: decoder.encoder is the encoder; all_modules.0 is conv)
+
+
+def _alias_groups(state: StateDict) -> list[list[str]]:
+    """Keys whose tensors are the same parameter, in state-dict order; groups of two or more."""
+    groups: dict[tuple[int, tuple[int, ...]], list[str]] = {}
+    for key, value in state.items():
+        groups.setdefault((value.data_ptr(), tuple(value.shape)), []).append(key)
+    return [keys for keys in groups.values() if len(keys) > 1 and state[keys[0]].numel()]
+
+
+def _drop_aliases(state: StateDict) -> StateDict:
+    """state with only the first name of each shared tensor (safetensors stores each once)."""
+    dropped = {key for keys in _alias_groups(state) for key in keys[1:]}
+    return {k: v for k, v in state.items() if k not in dropped}
+
+
+def _fill_aliases(state: StateDict, model: torch.nn.Module) -> StateDict:
+    """Names the model shares with a name present in state get that tensor too."""
+    state = dict(state)
+    for keys in _alias_groups(model.state_dict()):
+        present = next((k for k in keys if k in state), None)
+        for key in keys:
+            if present is not None and key not in state:
+                state[key] = state[present]
+    return state
 
 
 # ---- messages and checks

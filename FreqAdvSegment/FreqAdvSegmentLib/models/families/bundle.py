@@ -78,11 +78,13 @@ def bundle_spec(folder: Path) -> ModelSpec:
     """ModelSpec from the bundle's inference config and metadata, or Refused (a ValueError)."""
     config = read_config(folder)
     refs = References(config, folder)
-    network = refs.resolve(config.get("network_def"), "network_def")
+    network = config.get("network_def")
+    if isinstance(network, str) and network.startswith("@"):
+        network = refs.resolve_once(network, "network_def")
     if not isinstance(network, dict) or not isinstance(network.get("_target_"), str):
         raise Refused(f"{folder}: the inference config has no plain \"network_def\" with a \"_target_\"; pass --spec")
-    arch = _arch_of(network["_target_"], folder)
-    args = {k: v for k, v in network.items() if not k.startswith("_")}
+    arch = _arch_of(network["_target_"], folder)  # before anything else is read: a fixed list
+    args = {k: refs.resolve(v, k) for k, v in network.items() if not k.startswith("_")}
     settings: dict[str, Any] = preprocessing_settings(refs, folder)
     settings.update(inferer_settings(refs, folder))
     args = _map_args(arch, args, settings, folder)
