@@ -266,9 +266,10 @@ def tiny_plain_unet(seed: int) -> torch.nn.Module:
     return PlainConvUNet(input_channels=1, num_classes=3, deep_supervision=True, **kwargs)
 
 
-def nnunet_folder(tmp_path: Path, folds=(0,), mirror=(0, 1, 2), evil: Path | None = None, **plans_kwargs) -> Path:
+def nnunet_folder(tmp_path: Path, folds=(0,), mirror=(0, 1, 2), evil: Path | None = None,
+                  name="Dataset001_Tiny/nnUNetTrainer__nnUNetPlans__3d_fullres", **plans_kwargs) -> Path:
     """A trained-model folder as nnU-Net's trainer writes it (checkpoint dict with numpy logging)."""
-    folder = tmp_path / "Dataset001_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    folder = tmp_path / name
     folder.mkdir(parents=True)
     plans = nn_plans(**plans_kwargs)
     dataset = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
@@ -356,6 +357,20 @@ def test_malicious_plans_are_refused_and_create_nothing(where, tmp_path):
     with pytest.raises(ValueError, match="os.system.*never imports a class named in a file"):
         load_model(folder)
     assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["Dataset001_Tiny"]
+
+
+@needs_nnunet
+def test_totalsegmentator_fast_preset(tmp_path, monkeypatch):
+    from FreqAdvSegmentLib.models import resolve_model
+
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights"))
+    with pytest.raises(FileNotFoundError, match="TOTALSEG_WEIGHTS_PATH"):
+        resolve_model("totalseg-fast")
+    name = "Dataset297_TotalSegmentator_total_3mm_1559subj/nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres"
+    folder = nnunet_folder(tmp_path / "weights", name=name)
+    assert resolve_model("totalseg-fast") == folder
+    spec = load_model(resolve_model("totalseg-fast"))[1]
+    assert spec.orientation == "RAS" and spec.arch_args["mirror_axes"] is None  # RAS first, no TTA
 
 
 def malicious_source(family: str, tmp_path: Path, marker: Path) -> Path:

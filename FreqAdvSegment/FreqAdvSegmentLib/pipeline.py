@@ -213,7 +213,7 @@ def _ground_truth_on_model_grid(gt: sitk.Image, ctx: GridContext, loaded: Loaded
         raise ValueError(
             f"the ground-truth label map has label value(s) {unknown} that the model's label map "
             f"does not have (0..{len(names) - 1}: {', '.join(names)}); map your labels to the "
-            "model's first (see FreqAdvSegmentLib/labels.py)"
+            "model's with --label-map GT:MODEL,... (see FreqAdvSegmentLib/label_map.py)"
         )
     return prepare_labels(gt, ctx).to(loaded.device)
 

@@ -54,6 +54,13 @@ OPS: dict[str, type[torch.nn.Module]] = {
 OP_KEYS = ("conv_op", "norm_op", "dropout_op", "nonlin")
 _FOLD = re.compile(r"^fold_(\d+|all)$")
 
+# TotalSegmentator's weights: nnU-Net folders it runs on a RAS-reoriented image, without TTA.
+TOTALSEG_ENV = "TOTALSEG_WEIGHTS_PATH"
+TOTALSEG_PRESETS = {
+    # name -> (dataset folder prefix, what it is); "total" (5 models at 1.5 mm, merged) is not here.
+    "totalseg-fast": ("Dataset297_TotalSegmentator_total_3mm", "TotalSegmentator --fast: 1 model at 3 mm"),
+}
+
 
 def detect(path: Path) -> bool:
     """A folder holding plans.json and dataset.json."""
@@ -67,10 +74,42 @@ def read(path: Path, options: LoadOptions) -> Source:
     configuration = options.configuration or _configuration_from_name(path)
     folds = _fold_folders(path, options.folds)
     checkpoints = [_read_checkpoint(folder / CHECKPOINT) for folder in folds]
-    mirror = _mirror_axes(checkpoints) if options.tta else None
+    totalseg = is_totalsegmentator(path)
+    mirror = _mirror_axes(checkpoints) if options.tta and not totalseg else None
     spec = options.spec or nnunet_spec(plans, dataset, configuration, len(folds), mirror, path)
+    if totalseg and options.spec is None:
+        # TotalSegmentator reorients to the closest canonical (RAS) first: nibabel's
+        # as_closest_canonical, which is MONAI's and our "RAS".
+        spec = ModelSpec.from_dict({**spec.to_dict(), "orientation": "RAS"})
     state = {f"folds.{i}.{k}": v for i, (weights, _) in enumerate(checkpoints) for k, v in weights.items()}
     return Source(spec, state, NAME)
+
+
+def is_totalsegmentator(path: Path) -> bool:
+    """A TotalSegmentator weights folder (its dataset folder's name says so)."""
+    return "TotalSegmentator" in path.parent.name
+
+
+def totalsegmentator_weights() -> Path:
+    """$TOTALSEG_WEIGHTS_PATH, else ~/.totalsegmentator/nnunet/results."""
+    import os
+
+    env = os.environ.get(TOTALSEG_ENV)
+    return Path(env) if env else Path.home() / ".totalsegmentator" / "nnunet" / "results"
+
+
+def totalsegmentator_folder(name: str) -> Path:
+    """The nnU-Net trained-model folder of a TotalSegmentator preset, or FileNotFoundError."""
+    prefix, what = TOTALSEG_PRESETS[name]
+    root = totalsegmentator_weights()
+    datasets = sorted(root.glob(f"{prefix}*")) if root.is_dir() else []
+    models = [m for d in datasets for m in sorted(d.iterdir()) if detect(m)]
+    if not models:
+        raise FileNotFoundError(
+            f"{name} ({what}) needs TotalSegmentator's weights in {root} (a {prefix}* folder); "
+            f"run TotalSegmentator once to download them, or set ${TOTALSEG_ENV}"
+        )
+    return models[0]
 
 
 # ---- the spec
