@@ -359,6 +359,23 @@ def test_malicious_plans_are_refused_and_create_nothing(where, tmp_path):
     assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["Dataset001_Tiny"]
 
 
+FIXTURE = Path(__file__).parent / "data" / "nnunet_fixture"
+
+
+@needs_nnunet
+def test_clean_map_agrees_with_nnunet_predictor():
+    """The committed fixture (scripts/make_nnunet_fixture.py): nnUNetPredictor's own label map of
+    ct.nii.gz, with Gaussian tiles and mirroring TTA; ours must agree on >= 99% of voxels."""
+    from FreqAdvSegmentLib.pipeline import run_segmentation
+
+    loaded = load_segmentation_model(FIXTURE / "Dataset001_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    *_, labels = run_segmentation(sitk.ReadImage(str(FIXTURE / "ct.nii.gz")), loaded)
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(FIXTURE / "reference_nnunet.nii.gz")))
+    ours = sitk.GetArrayFromImage(labels)
+    assert len(np.unique(reference)) == 3  # a map with every label, not a trivial one
+    assert (ours == reference).mean() >= 0.99
+
+
 @needs_nnunet
 def test_totalsegmentator_fast_preset(tmp_path, monkeypatch):
     from FreqAdvSegmentLib.models import resolve_model

@@ -23,6 +23,8 @@ KNOWN_ARCHS: tuple[str, ...] = (*MONAI_ARCHS, "nnunet", "torchscript")
 INPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid")
 # Sliding-window settings a model may carry (MONAI SlidingWindowInferer's names).
 INFERER_KEYS = {"overlap": float, "sw_batch_size": int, "mode": str}
+# Window blending: MONAI's two, and nnU-Net's Gaussian (no 1e-3 floor; see inference.py).
+BLEND_MODES = ("gaussian", "constant", "nnunet")
 NATIVE = "NATIVE"  # orientation: keep the image's own axes (nnU-Net reads arrays as stored)
 
 # Bumped when the JSON layout changes incompatibly; readers refuse newer formats.
@@ -50,7 +52,7 @@ class ModelSpec:
             tensor the attacks perturb. (1, 0, "none") feeds x itself; a z-score after a clip to
             the window is scale (high - low) / std, shift (low - mean) / std.
         inferer: sliding-window settings the model was validated with (overlap, sw_batch_size,
-            mode "gaussian" or "constant"); command-line options override them.
+            mode "gaussian", "constant" or "nnunet"); command-line options override them.
     """
 
     arch: str
@@ -260,8 +262,8 @@ def _check_inferer(value: Any) -> dict[str, Any]:
         out[key] = kind(item)
     if not 0 <= out.get("overlap", 0) < 1 or out.get("sw_batch_size", 1) < 1:
         raise ValueError(f"model spec field 'inferer' needs overlap in [0, 1) and sw_batch_size >= 1: {value!r}")
-    if out.get("mode", "gaussian") not in ("gaussian", "constant"):
-        raise ValueError(f"model spec field 'inferer.mode' must be 'gaussian' or 'constant', got {out['mode']!r}")
+    if out.get("mode", "gaussian") not in BLEND_MODES:
+        raise ValueError(f"model spec field 'inferer.mode' must be one of {list(BLEND_MODES)}, got {out['mode']!r}")
     return out
 
 

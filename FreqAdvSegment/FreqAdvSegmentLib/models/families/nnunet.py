@@ -144,8 +144,8 @@ def nnunet_spec(
         target_spacing=_to_xyz(config["spacing"], transpose),
         roi_size=tuple(int(v) for v in _to_xyz(config["patch_size"], transpose)),
         orientation="native",
-        # nnU-Net's tile step 0.5 of the patch, Gaussian importance (sigma 1/8 of the patch).
-        inferer={"overlap": 0.5, "mode": "gaussian"},
+        # nnU-Net's tile step 0.5 of the patch and its own Gaussian tile weights.
+        inferer={"overlap": 0.5, "mode": "nnunet"},
     )
 
 
