@@ -2,8 +2,8 @@
 
 No server and no browser: the form's fields, defaults and presets (web/params.py) against
 ``registry.resolve``, a toy attack registered with one line, and the engine's command line
-(web/engine.py) parsed by the real ``freqadv`` parser, whose attack requests must build exactly
-what the form asked for.
+(web/engine.py, the MRML bridge's EngineRun) parsed by the real ``freqadv`` parser, whose attack
+requests must build exactly what the form asked for.
 """
 
 from __future__ import annotations
@@ -121,35 +121,77 @@ def test_choosing_nothing_or_an_unknown_attack_is_refused():
 # --- the engine's command line ----------------------------------------------------------------
 
 
-def _built_by_the_cli(arguments: list[str]) -> dict[str, dict]:
-    """What ``freqadv attack`` builds from ``arguments``: attack -> full constructor keywords."""
+def _built_by_the_cli(arguments: list[str]) -> list[tuple[str, str, dict]]:
+    """What ``freqadv attack ARGUMENTS`` builds: (label, attack, full constructor keywords) per
+    request, in order."""
     from FreqAdvSegmentLib.cli import attack_requests, build_parser
 
-    args = build_parser().parse_args(["attack", "ct.nii.gz", "-o", "out", *arguments])
-    return {r.method: registry.resolve(r.method, r.params)[1] for r in attack_requests(args, ["vafa"])}
+    args = build_parser().parse_args(["attack", *arguments])
+    built = attack_requests(args, ["vafa"])
+    return [(r.label, *registry.resolve(r.method if r.preset is None else f"{r.method}:{r.preset}", r.params)) for r in built]
+
+
+def _web_arguments(requests: list[str], tmp_path) -> list[str]:
+    """The attack part of the command a web job's WebEngineRun builds for ``requests`` (a real
+    volume node in a real MRML scene, written to ``tmp_path``)."""
+    import SimpleITK as sitk
+    import slicer
+
+    from FreqAdvSegmentLib.mrml.logic import EngineSettings
+    from FreqAdvSegmentLib.mrml.volumes import volume_node_from_image
+    from FreqAdvSegmentLib.web.engine import WebEngineRun
+
+    scene = slicer.vtkMRMLScene()
+    ct = volume_node_from_image(scene, sitk.Image([8, 8, 4], sitk.sitkInt16), "ct")
+    run = WebEngineRun(scene, ct, "attack", attacks=tuple(requests), settings=EngineSettings(device="cpu", work_root=tmp_path))
+    run.workdir = tmp_path
+    command = run._command()
+    return command[command.index("attack") + 1:]
 
 
 @pytest.mark.parametrize("requests", [
     ["vafa"], ["vafa:public-code"], ["vafa:table5", "fgsm:eps8"], ["pgd", "fgsm", "gn:std8"],
     ["vafa:public-code,q_max=30,steps=5"], ["vafa,q_init=7,rounding=ste", "cw,c=2"], ["bim,eps=0.01", "fgsm,eps=0.01"],
+    # What the old one-flag-per-parameter command line could not say, and the web used to refuse:
+    ["vafa,steps=10", "pgd"], ["fgsm:eps8", "pgd"], ["vafa,renormalize=slice"], ["vafa:public-code,q_init=none"],
+    ["pgd", "pgd,eps=8/255"], ["vafa", "vafa:public-code,q_max=30"],
 ])
-def test_engine_arguments_build_what_the_form_asked_for(requests):
+def test_a_web_job_builds_what_the_form_asked_for(requests, tmp_path):
+    """The real CLI parses a web job's command into exactly ``registry.resolve`` of each request,
+    labelled as the bridge says (its progress stages), with the Slicer scene asked for."""
     pytest.importorskip("slicer", reason="the engine run needs slicer-core")
-    from FreqAdvSegmentLib.web.engine import engine_arguments
+    from FreqAdvSegmentLib.cli import build_parser
+    from FreqAdvSegmentLib.mrml.attack_choices import request_labels
 
-    wanted = dict(params.resolve_request(t) for t in requests)
-    assert _built_by_the_cli(engine_arguments(requests)) == wanted
+    arguments = _web_arguments(requests, tmp_path)
+    assert build_parser().parse_args(["attack", *arguments]).scene
+    wanted = [(label, *params.resolve_request(t)) for label, t in zip(request_labels(requests), requests)]
+    assert _built_by_the_cli(arguments) == wanted
 
 
-@pytest.mark.parametrize("requests, words", [
-    (["vafa,steps=10", "pgd"], "VAFA and PGD need different steps .10 and 20."),
-    (["fgsm:eps8", "pgd"], "FGSM and PGD need different eps .8 and 4."),
-    (["vafa,renormalize=slice"], "set both or neither"),
-    (["vafa:public-code,q_init=none"], "q_init 'none'"),
-])
-def test_what_one_engine_run_cannot_do_is_refused_in_words(requests, words):
+def test_a_web_run_follows_its_requests_labels(tmp_path):
+    """Progress: the stages are the requests' labels, so a repeated attack has its own share."""
     pytest.importorskip("slicer", reason="the engine run needs slicer-core")
-    from FreqAdvSegmentLib.web.engine import engine_arguments
+    import slicer
 
-    with pytest.raises(ValueError, match=words):
-        engine_arguments(requests)
+    from FreqAdvSegmentLib.mrml.engine_process import Progress
+    from FreqAdvSegmentLib.web.engine import WebEngineRun
+
+    run = WebEngineRun(slicer.vtkMRMLScene(), None, "attack", attacks=("pgd", "pgd,eps=8/255"))
+    assert run.requests() == ["pgd", "pgd,eps=8/255"]
+
+    class Job:  # the child's latest tqdm line, as EngineJob parses it
+        progress = Progress("pgd-2", 5, 10)
+
+    run.job = Job()
+    assert run.fraction == pytest.approx(0.1 + 0.45 * 1.5)
+    run.job.progress = Progress("pgd", 10, 10)
+    assert run.fraction == pytest.approx(0.55)
+
+
+def test_a_web_job_with_a_wrong_request_says_which(tmp_path):
+    pytest.importorskip("slicer", reason="the engine run needs slicer-core")
+    with pytest.raises(ValueError, match="magic"):
+        _web_arguments(["magic"], tmp_path)
+    with pytest.raises(ValueError, match="q_max"):
+        _web_arguments(["pgd,q_max=3"], tmp_path)

@@ -8,7 +8,7 @@ Modules, one job each:
     changes    "where it broke": a red label map of the voxels whose label the attack changed
     probe      the HU readout under the mouse
     jobs       one engine job per session: start, progress, cancel, results or error
-    engine     the engine run of a job: several attack requests as ``freqadv attack`` flags
+    engine     the engine run of a job: the bridge's EngineRun with the attack requests, plus --scene
     params     the attack form, derived from the attack registry: fields, presets, requests
     metrics    report.json -> per-attack budget figures, the per-organ table and bar chart
     uploads    uploaded volumes, checked for size and type before they are parsed

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..attacks import registry
 from ..io import read_image
 from ..mrml.engine_process import EngineError
 from .downloads import ARCHIVE_NAME, attachment_name, list_downloads
-from .engine import engine_arguments
 from .labels_check import check_labels
 from .jobs import FAILED, JobBusy, JobRequest, JobRunner
 from .metrics import page_metrics
@@ -358,7 +358,8 @@ class FreqAdvWebApp:
         if segment_only:
             return JobRequest((), state.fa_model, state.fa_device, kind="segment")
         requests = form_requests(state.fa_chosen, {k: state[k] for k in default_values()})
-        engine_arguments(requests)  # refuses, in words, what one engine run cannot do
+        for text in requests:
+            registry.parse_request(text)  # an unknown attack or parameter fails here, by name
         return JobRequest(tuple(requests), state.fa_model, state.fa_device)
 
     def _refuse_while_running(self, action: str) -> None:

@@ -61,8 +61,8 @@ RunFactory = Callable[..., Any]
 
 def engine_run(scene: Any, volume: Any, request: JobRequest, ground_truth: Any, settings: EngineSettings) -> Any:
     """The real run: the bridge's engine process with the request's attacks (or segmentation)."""
-    first = request.requests[0].partition(",")[0].partition(":")[0] if request.requests else "vafa"
-    return WebEngineRun(scene, volume, request.kind, first, {}, ground_truth, settings, requests=tuple(request.requests))
+    return WebEngineRun(scene, volume, request.kind, ground_truth=ground_truth, settings=settings,
+                        attacks=tuple(request.requests))
 
 
 class JobRunner:
