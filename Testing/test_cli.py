@@ -79,7 +79,7 @@ def test_report_contents(attack_run):
         assert len(attack["history"]) == 2
         assert set(attack["perturbation"]) >= {"linf", "l2", "psnr_db", "ssim", "band_energy"}
     assert report["attacks"]["vafa"]["params"]["q_init"] == 20
-    page = (out / "report.html").read_text()
+    page = (out / "report.html").read_text(encoding="utf-8")
     assert "figures/vafa_slices.png" in page and "<table id=\"summary\">" in page and "liver" in page
 
 
@@ -148,7 +148,7 @@ def test_evaluate_a_datalist(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     clean, fgsm = summary["demo-unet"]["clean"]["mean_dice"], summary["demo-unet"]["fgsm"]["mean_dice"]
     assert fgsm < clean
-    assert "| demo-unet |" in (out / "summary.md").read_text()
+    assert "| demo-unet |" in (out / "summary.md").read_text(encoding="utf-8")
 
 
 # --- bad input: a clear error, and no output folder ------------------------------------------------
@@ -209,6 +209,6 @@ def test_cancel_leaves_no_output(tmp_path, monkeypatch):
 
 
 def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "attack", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "attack", "--help"], capture_output=True, encoding="utf-8")
     assert result.returncode == 0
     assert "--q-max" in result.stdout and "4/255" in result.stdout

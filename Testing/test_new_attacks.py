@@ -246,7 +246,7 @@ def test_the_new_attacks_run_and_report_from_the_command_line(tmp_path):
     out = tmp_path / "new"
     argv = ["attack", str(sample_ct_path()), "--labels", str(sample_labels_path()), "--device", "cpu", "-o", str(out),
             "--steps", "1", "--method", "sa2", "--method", "segpgd", "--method", "cospgd", "--method", "apgd",
-            "--method", "worst-case,attacks=pgd+sa2"]
+            "--method", "worst-case,attacks=fgsm+gn"]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert list(report["attacks"]) == ["sa2", "segpgd", "cospgd", "apgd", "worst-case"]

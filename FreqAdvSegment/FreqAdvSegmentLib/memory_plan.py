@@ -125,6 +125,8 @@ def _model_grid_shape(image: sitk.Image, spec: ModelSpec) -> tuple[int, int, int
     size, spacing = image.GetSize(), image.GetSpacing()
     if spec.target_spacing is None:
         return tuple(int(n) for n in size)
+    if spec.orientation == "native":  # the model works on the image's own axes (nnU-Net)
+        return tuple(max(1, math.ceil(size[i] * spacing[i] / spec.target_spacing[i])) for i in range(3))
     direction = [image.GetDirection()[r * 3 : r * 3 + 3] for r in range(3)]
     oriented_axis = {_PHYSICAL_AXIS[c]: k for k, c in enumerate(spec.orientation)}
     shape = [0, 0, 0]

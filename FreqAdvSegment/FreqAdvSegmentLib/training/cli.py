@@ -37,7 +37,7 @@ Ctrl-C stops after the current step with a checkpoint; --resume continues exactl
 Several processes: torchrun --nproc_per_node N -m FreqAdvSegmentLib.cli train ...
 """
 
-_NOT_CONFIG = {"command", "resume", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
+_NOT_CONFIG = {"command", "debug", "resume", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
 
 
 def _trainable_specs():
