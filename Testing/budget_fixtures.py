@@ -30,3 +30,13 @@ def phantom_ct(seed: int = 100, shape: tuple[int, int, int] = (32, 32, 32)) -> t
         img.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))  # RAS in ITK's LPS terms
         images.append(img)
     return images[0], images[1]
+
+
+def write_phantom_files(model: torch.nn.Module, folder) -> None:
+    """ct.nii.gz, gt.nii.gz and unet.safetensors (the test UNet with its spec) in ``folder``."""
+    from FreqAdvSegmentLib.models import save_model
+
+    ct, gt = phantom_ct()
+    sitk.WriteImage(ct, str(folder / "ct.nii.gz"))
+    sitk.WriteImage(gt, str(folder / "gt.nii.gz"))
+    save_model(folder / "unet.safetensors", model, loaded_test_model(model).spec)

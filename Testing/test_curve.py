@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 
 import pytest
 import SimpleITK as sitk
 
-from budget_fixtures import loaded_test_model, phantom_ct
+from budget_fixtures import loaded_test_model, phantom_ct, write_phantom_files
 from FreqAdvSegmentLib.cli import main
 from FreqAdvSegmentLib.curve import CurveAttack, parse_points, summary_sentence, sweep, write_curve
 from FreqAdvSegmentLib.pipeline import start_job
@@ -43,7 +44,7 @@ def test_curve_files(pgd_curve, tmp_path):
     assert [float(r["shown"]) for r in rows] == pytest.approx([1, 4, 16])
     assert (out / "curve.png").stat().st_size > 10_000
     page = (out / "curve.html").read_text()
-    assert summary_sentence(pgd_curve) in page and "at SSIM &gt;= 0.95" in page
+    assert html.escape(summary_sentence(pgd_curve)) in page and "at SSIM &gt;= 0.95" in page
     assert json.loads((out / "curve.json").read_text())["summary"] == summary_sentence(pgd_curve)
 
 
@@ -68,13 +69,7 @@ def test_requests_that_set_the_swept_strength_are_refused():
 
 @pytest.fixture()
 def phantom_files(trained_unet, tmp_path):
-    from FreqAdvSegmentLib.models import save_model
-
-    ct, gt = phantom_ct()
-    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
-    sitk.WriteImage(gt, str(tmp_path / "gt.nii.gz"))
-    loaded = loaded_test_model(trained_unet)
-    save_model(tmp_path / "unet.safetensors", trained_unet, loaded.spec)
+    write_phantom_files(trained_unet, tmp_path)
     return tmp_path
 
 

@@ -212,7 +212,7 @@ def curve_csv(points: Sequence[CurvePoint]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for p in points:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in asdict(p).items()})
+        writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in asdict(p).items()})
     return buffer.getvalue()
 
 

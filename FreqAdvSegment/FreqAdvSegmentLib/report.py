@@ -67,6 +67,7 @@ def report_dict(job, files: dict[str, str]) -> dict[str, Any]:
         "reference": "ground truth" if job.ground_truth is not None else "clean prediction",
         "clean_vs_ground_truth": job.clean_metrics,
         "attacks": {o.request.label: _attack_entry(o) for o in job.outcomes},
+        "notes": list(getattr(job, "notes", [])),
         "files": files,
     }
 
@@ -186,8 +187,7 @@ def _changes_figure(job, outcome, path: Path) -> None:
     clean, adv = job.clean_pred[0, 0].cpu().numpy(), outcome.adv_pred[0, 0].cpu().numpy()
     changed = clean != adv
     n = len(job.loaded.spec.label_names)
-    cmap = _label_cmap(n)
-    cmap.set_bad(alpha=0)
+    cmap = _label_cmap(n).with_extremes(bad=(0, 0, 0, 0))
     spacing = job.ctx.model.spacing
     views = [("axial", _axial, 2, spacing[1] / spacing[0]), ("coronal", _coronal, 1, spacing[2] / spacing[0])]
     fig, axes = plt.subplots(2, 2, figsize=(9, 8.5))
@@ -328,14 +328,15 @@ def _budget_table(report: dict[str, Any]) -> str:
         if b is None:
             continue
         visible = "<b style='color:#b00'>yes</b>" if a.get("visible") else "no"
+        settings = ", ".join(f"{k}={_fmt(v, 4)}" for k, v in a["params"].items()) or "defaults"
         rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{html.escape(st['text'] if st else '–')}</td>"
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(a['method'])}: {settings}</td><td>{html.escape(st['text'] if st else '–')}</td>"
             f"<td>{_fmt(b['linf_hu'], 1)}</td><td>{_fmt(b['rms_hu'], 2)}</td><td>{_fmt(b['psnr_db'], 1)}</td>"
             f"<td>{_fmt(b['ssim'], 3)}</td><td>{visible}</td></tr>"
         )
     if not rows:
         return ""
-    return ("<table id='budgets'><tr><th>attack</th><th>strength</th><th>max |change| (HU)</th><th>RMS change (HU)</th>"
+    return ("<table id='budgets'><tr><th>attack</th><th>settings</th><th>strength</th><th>max |change| (HU)</th><th>RMS change (HU)</th>"
             f"<th>PSNR (dB)</th><th>SSIM</th><th>visible?</th></tr>{''.join(rows)}</table>")
 
 
@@ -394,6 +395,7 @@ img{{max-width:100%}} figure{{margin:1em 0}}</style></head><body>
 input grid {html.escape(str(report['input_grid']['size']))} at {html.escape(_spacing(report['input_grid']['spacing_mm']))} mm,
 model grid {html.escape(str(report['model_grid']['size']))} at {html.escape(_spacing(report['model_grid']['spacing_mm']))} mm.
 Metrics are on the input's grid, against the <b>{ref}</b>; means exclude background unless asked.</p>
+{''.join(f"<p class='note'><b>{html.escape(n)}</b></p>" for n in report.get("notes", []))}
 <h2>Summary</h2>
 <table id="summary"><tr><th>condition</th><th>mean Dice vs {ref}</th><th>mean HD95 (mm)</th><th>Dice vs clean prediction</th>
 <th>labels flipped (%)</th><th>L-inf (HU)</th><th>PSNR (dB)</th><th>SSIM</th><th>seconds</th></tr>
