@@ -98,9 +98,9 @@ def test_curve_command_resumes_an_interrupted_sweep(phantom_files, monkeypatch, 
     monkeypatch.undo()
     runs = []
     real = pipeline.run_attack
-    monkeypatch.setattr(pipeline, "run_attack", lambda *a, **k: runs.append(a[1].method) or real(*a, **k))
+    monkeypatch.setattr(pipeline, "run_attack", lambda *a, **k: runs.append(a[1].label) or real(*a, **k))
     assert main(argv + ["--resume"]) == 0
-    assert runs == ["vafa:public-code", "vafa:public-code"], "only the two missing points are run again"
+    assert runs == ["vafa-public-code", "vafa-public-code"], "only the two missing points are run again"
     with (out / "curve.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["attack"], float(r["value"])) for r in rows] == [

@@ -5,6 +5,7 @@ volume. MONAI's own Orientation/Spacing are the reference for what "RAS" and the
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -414,7 +415,7 @@ def test_failed_write_leaves_nothing(case, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", half_write)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OSError, match="disk full"):
         write_image(case["image"], target)
     assert os.listdir(tmp_path) == ["seg.nii.gz"]
     assert target.read_bytes() == b"previous result"  # untouched
@@ -435,7 +436,8 @@ def test_atomic_output_dir_success(tmp_path):
     with atomic_output_dir(final) as out:
         assert out.parent == final.parent and out != final and not final.exists()
         (out / "report.json").write_text("{}")
-    assert os.listdir(final) == ["report.json"]
+    assert sorted(os.listdir(final)) == [".freqadv", "report.json"]  # the stamp lists what it wrote
+    assert json.loads((final / ".freqadv").read_text())["files"] == ["report.json"]
     assert os.listdir(final.parent) == ["case01"]
 
 
@@ -454,15 +456,15 @@ def test_atomic_output_dir_existing_folder(tmp_path):
     final.mkdir()
     with atomic_output_dir(final) as out:  # an empty folder may be filled
         (out / "a.txt").write_text("a")
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="--overwrite"):
         with atomic_output_dir(final):
             pass
     with pytest.raises(RuntimeError):
         with atomic_output_dir(final, overwrite=True) as out:
             (out / "b.txt").write_text("b")
             raise RuntimeError("crash")
-    assert os.listdir(final) == ["a.txt"]  # old results survive a failed overwrite
+    assert sorted(os.listdir(final)) == [".freqadv", "a.txt"]  # old results survive a failed overwrite
     with atomic_output_dir(final, overwrite=True) as out:
         (out / "b.txt").write_text("b")
-    assert os.listdir(final) == ["b.txt"]
+    assert sorted(os.listdir(final)) == [".freqadv", "b.txt"]
     assert os.listdir(tmp_path) == ["case01"]

@@ -16,21 +16,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .curve_cli import add_curve_parser, cmd_curve
+from .errors import describe_error
 from .training.cli import add_train_parser, cmd_train
 from .web.cli import add_serve_parser, cmd_serve
 
-ATTACK_HELP = """\
-attack parameters (each applies to the attacks that take it; intensities are on the [0, 1] scale,
-and a fraction like 4/255 gives the paper's 0-255 units):
-  vafa: --q-max --q-min --q-init --steps --block-size --ssim-weight --rounding --public-code
-  pgd, bim: --eps --alpha --steps      fgsm: --eps      gn: --std      cw: --c --kappa --steps --lr
-"""
+def attack_help() -> str:
+    """The attack group's text, from the registry: every method and preset, one line each."""
+    from .attacks.options import method_listing
+
+    return (
+        "--method takes NAME[:PRESET][,KEY=VALUE...], e.g. vafa:public-code,q_max=30 or pgd,eps=8/255;\n"
+        "repeat it for several attacks. A parameter flag (--q-max ...) applies to every chosen attack\n"
+        "that takes it, a KEY=VALUE of one --method wins over it; --preset applies to every chosen\n"
+        "attack that has that preset. Intensities are on the [0, 1] scale: a fraction like 4/255\n"
+        "gives the paper's 0-255 units.\n\nmethods and presets:\n" + method_listing()
+    )
 
 
 def _fraction(text: str) -> float:
@@ -41,8 +48,33 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number or a fraction like 4/255, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (``--sw-batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _overlap(text: str) -> float:
+    """A sliding-window overlap in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0.25 is usual; 1 would never move the window), got {value:g}")
+    return value
+
+
 def _triple(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 96 or 96,96,64, got {text!r}") from None
     if len(parts) == 1:
         parts *= 3
     if len(parts) != 3 or min(parts) < 1:
@@ -64,35 +96,45 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="demo-unet", help="registry name (see `freqadv models`), checkpoint file or MONAI bundle folder (default: demo-unet)")
     g.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--roi", type=_triple, default=None, help="sliding-window size, e.g. 96 or 96,96,96 (default: the model's own)")
-    g.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1) (default 0.25)")
-    g.add_argument("--sw-batch-size", type=int, default=2, help="windows per forward pass; lower it if memory runs out (default 2)")
+    g.add_argument("--overlap", type=_overlap, default=0.25, help="sliding-window overlap in [0, 1) (default 0.25)")
+    g.add_argument("--sw-batch-size", type=_positive_int, default=2, help="windows per forward pass; lower it if memory runs out (default 2)")
     g.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision (fp16 needs CUDA)")
     g.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
     g.add_argument("--include-background", action="store_true", help="count background in mean Dice/HD95 (the paper's convention)")
 
 
 def _add_attack_options(p: argparse.ArgumentParser, default_methods: list[str] | None = None) -> None:
-    g = p.add_argument_group("attacks", ATTACK_HELP)
-    g.add_argument("--method", action="append", choices=["vafa", "pgd", "fgsm", "bim", "cw", "gn"], default=None,
-                   help=f"attack to run; repeat for several (default: {' and '.join(default_methods or ['vafa'])})")
-    g.add_argument("--steps", type=int, default=None, help="attack steps (VAFA, PGD, BIM: 20; CW: 50)")
-    g.add_argument("--q-max", type=float, default=None, help="VAFA: largest quantisation step (paper: 20)")
-    g.add_argument("--q-min", type=float, default=None, help="VAFA: smallest quantisation step (paper: 1; public code: 5)")
-    g.add_argument("--q-init", type=float, default=None, help="VAFA: starting table value (paper: q-min; public code: q-max)")
-    g.add_argument("--block-size", type=int, default=None, help="VAFA: DCT block side (paper: 8; 32 in its Table 5 and AT)")
-    g.add_argument("--ssim-weight", type=float, default=None, help="VAFA: weight of the (1 - SSIM) term (default 1; 0 = off)")
-    g.add_argument("--rounding", choices=["soft", "ste"], default=None, help="VAFA: differentiable rounding")
-    g.add_argument("--public-code", action="store_true", help="VAFA as the authors' public code runs it")
-    g.add_argument("--eps", type=_fraction, default=None, help="PGD/BIM/FGSM: L-inf budget, e.g. 4/255 (default 4/255)")
-    g.add_argument("--alpha", type=_fraction, default=None, help="PGD/BIM: step size (default 0.01)")
-    g.add_argument("--std", type=_fraction, default=None, help="GN: noise standard deviation (default 4/255)")
-    g.add_argument("--c", type=float, default=None, help="CW: weight of the margin term (default 1)")
-    g.add_argument("--kappa", type=float, default=None, help="CW: confidence margin (default 0)")
-    g.add_argument("--lr", type=float, default=None, help="CW: Adam learning rate (default 0.01)")
+    # Built from the registry when the parser is built, so a registered plug-in attack appears.
+    from .attacks import registry
+    from .attacks.options import add_param_flags, preset_names, request_text
+
+    g = p.add_argument_group("attacks", attack_help())
+    g.add_argument("--method", action="append", type=request_text, default=None, metavar="REQUEST",
+                   help=f"attack to run, one of {', '.join(registry.names())} (presets above); repeat for "
+                        f"several (default: {' and '.join(default_methods or ['vafa'])})")
+    g.add_argument("--preset", choices=preset_names(), default=None,
+                   help="preset for every chosen attack that has it (e.g. public-code, table5, eps8)")
+    g.add_argument("--public-code", action="store_true", help="the same as --preset public-code (VAFA as the authors' code runs it)")
+    add_param_flags(g)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (and exit 2), like every other error here."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_debug_options(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """``--debug`` before or after the command: errors then show their full traceback."""
+    text = "show the full traceback of an error instead of one line"
+    parser.add_argument("--debug", action="store_true", help=text)
+    for command in sub.choices.values():  # SUPPRESS: a command's default must not undo the top-level flag
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="freqadv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="freqadv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
@@ -144,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the models the registry knows")
     add_train_parser(sub)
     add_serve_parser(sub)
+    _add_debug_options(parser, sub)
     return parser
 
 
@@ -157,19 +200,24 @@ def _version() -> str:
 
 
 
-def attack_requests(args: argparse.Namespace, default: list[str]):
-    """AttackRequest per --method, each with only the parameters it takes."""
-    from .attacks import ATTACK_PARAMETERS
-    from .pipeline import AttackRequest
+def attack_requests(args: argparse.Namespace, default: Sequence[str] = ("vafa",)):
+    """One AttackRequest per --method (``default`` without any), each with the preset and the
+    parameter flags it takes; per-request KEY=VALUE wins over the flags. Labels are unique."""
+    from .attacks import registry
+    from .attacks.options import chosen_preset, check_all_taken, check_preset_used, given_params, params_for, preset_for
+    from .pipeline import AttackRequest, unique_labels
 
+    preset = chosen_preset(args)
+    flags = given_params(args)
     requests = []
-    for method in args.method or default:
-        params = {k: getattr(args, k) for k in ATTACK_PARAMETERS[method] if getattr(args, k, None) is not None}
-        if method == "vafa" and args.public_code:
-            q_max = params.get("q_max", 20.0)
-            params = {"q_min": 5.0, "q_init": q_max, "output_rounding": "soft", "renormalize": "slice", **params}
-        requests.append(AttackRequest(method, params))
-    return requests
+    for text in args.method or default:
+        spec, own_preset, own = registry.parse_request(text)
+        params = {**params_for(spec, flags), **own}
+        requests.append(AttackRequest(spec.name, params, own_preset or preset_for(spec, preset)))
+    specs = [registry.get(r.method) for r in requests]
+    check_all_taken(flags, specs)
+    check_preset_used(preset, specs)
+    return unique_labels(requests)
 
 
 def _add_budget_options(p: argparse.ArgumentParser) -> None:
@@ -237,14 +285,16 @@ class BarProgress:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from .inference import load_segmentation_model
-    from .io import atomic_output_dir, read_image, write_image
+    from .io import atomic_output_dir, check_output_target, read_image, write_image
     from .pipeline import run_segmentation
 
+    check_output_target(args.output, args.overwrite, _inputs(args.input, args.model))
     image = read_image(args.input)
     loaded = load_segmentation_model(args.model, args.device)
+    _warn_if_not_ct(args, image, loaded)
     *_, labels = run_segmentation(image, loaded, run_options(args))
     name = f"segmentation.{args.format}"
-    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+    with atomic_output_dir(args.output, args.overwrite, _inputs(args.input, args.model)) as tmp:
         write_image(labels, tmp / name)
     print(f"wrote {Path(args.output) / name}")
     return 0
@@ -252,14 +302,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     from .inference import load_segmentation_model
-    from .io import read_image
+    from .io import check_output_target, read_image
     from .pipeline import run_job, write_outputs
 
+    check_output_target(args.output, args.overwrite, _inputs(args.input, args.labels, args.model))
     image = read_image(args.input)
     labels = read_image(args.labels) if args.labels else None
-    if args.eps_hu is not None and args.eps is not None:
+    if args.eps_hu is not None and getattr(args, "eps", None) is not None:
         raise ValueError("give the voxel attacks' budget once: --eps (on the [0, 1] scale) or --eps-hu (in HU), not both")
     loaded = load_segmentation_model(args.model, args.device)
+    _warn_if_not_ct(args, image, loaded)
     requests = apply_eps_hu(attack_requests(args, ["vafa"]), args.eps_hu, loaded.spec)
     job = run_job(image, loaded, requests, labels, run_options(args), BarProgress())
     out = write_outputs(job, args.output, overwrite=args.overwrite, suffix="." + args.format)
@@ -270,9 +322,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import load_datalist
+    from .io import check_output_target
     from .training.distributed_eval import evaluate_datalist_distributed
 
     models = args.models or [args.model or "demo-unet"]
+    cases = load_datalist(args.datalist, args.split)
+    case_files = [path for case in cases for path in case.values()]
+    check_output_target(args.output, args.overwrite, _inputs(args.datalist, *case_files, *models))
     # One process: plain evaluation; under torchrun: cases sharded over ranks, rank 0 writes.
     summary = evaluate_datalist_distributed(
         args.datalist, models, attack_requests(args, []), args.output, run_options(args), args.device,
@@ -304,15 +361,14 @@ def demo_curve(job, steps: int, progress=None) -> list:
     """A small robustness curve for VAFA (public code) and PGD, reusing the demo's own runs as one
     point of each line: the strengths of ``DEMO_CURVE``, where a study would use the registry's
     five or more and more steps."""
-    from .attacks import registry
     from .curve import CurveAttack, point_from_outcome, sweep
 
     lines = [("vafa:public-code", "block_size=32", DEMO_CURVE["vafa"]), ("pgd", "alpha=0.01", DEMO_CURVE["pgd"])]
     plan = []
     for method, extra, values in lines:
         attack = CurveAttack.parse(f"{method},{extra},steps={steps}")
-        reused = next(o for o in job.outcomes if o.request.method == method)
-        value = registry.resolve(method, reused.request.params)[1][attack.spec.strength]
+        reused = next(o for o in job.outcomes if o.request.label == method.replace(":", "-"))
+        value = reused.request.kwargs()[attack.spec.strength]
         plan.append((attack, reused, value, [v for v in values if abs(v - value) > 1e-12]))
     total, ran, points = sum(len(new) for *_, new in plan), 0, []
     for attack, reused, value, new in plan:
@@ -324,10 +380,12 @@ def demo_curve(job, steps: int, progress=None) -> list:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .inference import load_segmentation_model
-    from .io import read_image
+    from .io import check_output_target, read_image
     from .pipeline import RunOptions, run_job, write_outputs
     from .sample_data import sample_ct_path, sample_labels_path
 
+    # Re-running the demo replaces its own earlier results; a folder of anything else is refused.
+    check_output_target(args.output, args.overwrite)
     loaded = load_segmentation_model("demo-unet", args.device)
     print(f"sample CT: {sample_ct_path()}\nmodel: demo-unet on {loaded.device}; {args.steps} steps per attack "
           f"(a study would use 20)", file=sys.stderr)
@@ -338,7 +396,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                      "fewer than a study would use (the paper: 20 steps; freqadv curve: 5 points per attack), to finish "
                      "in about two minutes on 2 CPU cores. Stronger settings give larger drops.")
     curve = None if args.no_curve else demo_curve(job, args.steps, progress)
-    out = write_outputs(job, args.output, overwrite=True, curve=curve)
+    out = write_outputs(job, args.output, overwrite=args.overwrite, curve=curve)
     _print_summary(job)
     if curve:
         from .curve import summary_sentence
@@ -356,6 +414,20 @@ def cmd_models(args: argparse.Namespace) -> int:
         where = "shipped" if "file" in entry else "download: " + entry.get("source", entry.get("url", ""))
         print(f"{entry['name']:<34s} {entry['arch']:<10s} {where}\n    {entry['description']}")
     return 0
+
+
+def _inputs(*paths) -> list[str]:
+    """The run's input paths that are files or folders here (a registry model name is not)."""
+    return [str(p) for p in paths if p is not None and Path(p).exists()]
+
+
+def _warn_if_not_ct(args: argparse.Namespace, image, loaded) -> None:
+    """A CT model on an image that does not look like a CT in HU: say so, then go on."""
+    from .modality import ct_warning
+
+    message = ct_warning(image, loaded.spec)
+    if message:
+        print(f"freqadv {args.command}: warning: {message}", file=sys.stderr)
 
 
 def _write_scene_if_asked(args: argparse.Namespace, out: Path, image, labels) -> None:
@@ -396,16 +468,22 @@ COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evalua
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error (already printed, one line)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, FileExistsError, ValueError, MemoryError) as err:
-        # Bad input: one clear line, no traceback; nothing was written (outputs are atomic).
-        print(f"freqadv {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"freqadv {args.command}: cancelled; no output was written", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        # One clear line, no traceback; nothing was written (outputs are atomic).
+        code, message = describe_error(err)
+        print(f"freqadv {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

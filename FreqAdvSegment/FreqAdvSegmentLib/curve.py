@@ -228,11 +228,14 @@ def write_curve_files(points: Sequence[CurvePoint], folder: Path) -> dict[str, A
     return {"sentence": sentence, "figure": "curve.png", "points": points}
 
 
-def write_curve(points: Sequence[CurvePoint], out_dir: str | Path, overwrite: bool = False) -> Path:
-    """The curve's files in ``out_dir``, atomically (a crash leaves no half-written folder)."""
+def write_curve(
+    points: Sequence[CurvePoint], out_dir: str | Path, overwrite: bool = False, inputs: Sequence[str | Path] = ()
+) -> Path:
+    """The curve's files in ``out_dir``, atomically (a crash leaves no half-written folder; a
+    folder holding one of ``inputs`` is never replaced)."""
     from .io import atomic_output_dir
 
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out_dir, overwrite, inputs) as tmp:
         write_curve_files(points, tmp)
     return Path(out_dir)
 

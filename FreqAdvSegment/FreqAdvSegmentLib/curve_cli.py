@@ -61,7 +61,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     from .cli import BarProgress, run_options
     from .curve import PartialSweep, parse_points, summary_sentence, sweep, sweep_values, write_curve
     from .inference import load_segmentation_model
-    from .io import read_image
+    from .io import check_output_target, read_image
     from .pipeline import start_job
 
     attacks = curve_attacks(args.method or ["vafa", "pgd"], args.steps)
@@ -71,7 +71,8 @@ def cmd_curve(args: argparse.Namespace) -> int:
     labels = read_image(args.labels) if args.labels else None
     options = run_options(args)
     partial = PartialSweep(args.output, _settings(args, attacks, points, models, options))
-    _check_target(Path(args.output), args.overwrite)
+    inputs = [p for p in (args.input, args.labels, *models) if p and Path(p).exists()]
+    check_output_target(args.output, args.overwrite, inputs)  # before any model work
     done = partial.start(args.resume)
     if done:
         print(f"resuming: {len(done)} point(s) already measured", file=sys.stderr)
@@ -81,7 +82,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
         loaded = load_segmentation_model(name, args.device)
         job = start_job(image, loaded, labels, options)
         results += sweep(job, attacks, points, progress, done, partial.add, (i * per_model, len(models) * per_model))
-    out = write_curve(results, args.output, overwrite=args.overwrite)
+    out = write_curve(results, args.output, overwrite=args.overwrite, inputs=inputs)
     partial.remove()
     for p in results:
         flag = "  VISIBLE" if p.visible else ""
@@ -102,11 +103,3 @@ def _settings(args: argparse.Namespace, attacks: list, points: dict, models: lis
         "models": models, "attacks": [a.text for a in attacks], "points": {k: list(v) for k, v in points.items()},
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}, "device": args.device,
     }
-
-
-def _check_target(out: Path, overwrite: bool) -> None:
-    """Fail before any model work when the output folder cannot be written (as atomic_output_dir would at the end)."""
-    if out.is_file():
-        raise FileExistsError(f"{out} is a file; choose a folder name for -o")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; choose another -o or add --overwrite")

@@ -12,6 +12,7 @@ from monai.inferers import sliding_window_inference
 
 from .models import ModelSpec, load_model, resolve_model
 from .models.registry import registry_spec
+from .shapes import padded_forward
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -30,7 +31,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count() > 0:
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but this machine has no CUDA GPU; use --device cpu")
     return dev
@@ -74,7 +82,7 @@ def predict_logits(
     x = x.to(device)
     with autocast(device, amp):
         if roi_size is None:
-            logits = model(x)
+            logits = padded_forward(model, x)  # padded to the model's multiple, cropped back
         else:
             logits = sliding_window_inference(x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode="gaussian")
     return logits.float()

@@ -12,14 +12,28 @@ disk or a Ctrl-C never leaves a half-written file or results folder that looks c
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from .nifti_check import check_nifti_data
+from .output_dir import atomic_output_dir, check_output_target  # noqa: F401 (public here too)
+
+_check_output_target = check_output_target  # the old private name, still imported elsewhere
+
+# Caps on what one volume may be, checked from its header before ITK allocates anything: a
+# 71-byte header can declare 16 GB. 2^30 voxels is a 1024^3 grid, 8x a large abdominal CT.
+MAX_VOXELS = 1 << 30
+MAX_BYTES = 4 << 30
+_PIXEL_BYTES = {
+    sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2, sitk.sitkUInt32: 4,
+    sitk.sitkInt32: 4, sitk.sitkUInt64: 8, sitk.sitkInt64: 8, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
+}
 
 # Suffix -> format name, longest suffixes first so ".nii.gz" wins over ".gz".
 READ_FORMATS: dict[str, str] = {
@@ -44,12 +58,18 @@ def _suffix(path: Path, known: tuple[str, ...]) -> str | None:
     return None
 
 
-def read_image(path: str | os.PathLike, series_id: str | None = None) -> sitk.Image:
+def read_image(
+    path: str | os.PathLike,
+    series_id: str | None = None,
+    max_voxels: int = MAX_VOXELS,
+    max_bytes: int = MAX_BYTES,
+) -> sitk.Image:
     """Read one 3D scalar volume from a file or a DICOM folder.
 
     Args:
         path: a .nii/.nii.gz/.nrrd/.nhdr/.mha/.mhd file, or a folder holding one DICOM series.
         series_id: for a folder with several DICOM series, the SeriesInstanceUID to read.
+        max_voxels, max_bytes: refuse (from the header, before reading) a larger volume.
 
     Returns:
         A 3D ``SimpleITK.Image`` with one component per voxel and finite values; size, spacing,
@@ -58,22 +78,25 @@ def read_image(path: str | os.PathLike, series_id: str | None = None) -> sitk.Im
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: unsupported or unreadable format, no or several DICOM series, an image that is
-            not 3D, has several components per voxel, or holds NaN/Inf voxels.
+            not 3D, has several components per voxel, holds NaN/Inf voxels, is larger than the
+            caps, or (NIfTI) whose data is shorter than its header says or whose gzip is damaged.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input volume not found: '{path}' does not exist; check the path")
+    caps = (max_voxels, max_bytes)
     if path.is_dir():
-        image = _read_dicom_folder(path, series_id)
+        image = _read_dicom_folder(path, series_id, caps)
     else:
-        image = _read_file(path)
+        image = _read_file(path, caps)
     _check_scalar_3d(image, path)
     _check_finite(image, path)
     return image
 
 
-def _read_file(path: Path) -> sitk.Image:
-    """Read a single-volume file after checking its header, so a 4D or vector file fails fast."""
+def _read_file(path: Path, caps: tuple[int, int]) -> sitk.Image:
+    """Read a single-volume file after checking its header, so a 4D, vector or huge file fails
+    fast, and (NIfTI) its raw data, which ITK would zero-fill if short and read NaN as 0."""
     suffix = _suffix(path, tuple(READ_FORMATS))
     if suffix is None:
         raise ValueError(
@@ -82,9 +105,14 @@ def _read_file(path: Path) -> sitk.Image:
         )
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    if path.stat().st_size == 0:
+        raise ValueError(f"'{path}' is an empty file (0 bytes); re-export or re-download it")
     try:
         reader.ReadImageInformation()
         _check_header(reader, path)
+        _check_caps(reader.GetSize(), _PIXEL_BYTES.get(reader.GetPixelID(), 8), path, caps)
+        if READ_FORMATS[suffix] == "NIfTI":
+            check_nifti_data(path, compressed=suffix == ".nii.gz")
         return reader.Execute()
     except RuntimeError as err:  # ITK reports every I/O failure as RuntimeError
         raise ValueError(
@@ -109,8 +137,40 @@ def _check_header(reader: sitk.ImageFileReader, path: Path) -> None:
         )
 
 
-def _read_dicom_folder(folder: Path, series_id: str | None) -> sitk.Image:
+def _check_caps(size: tuple[int, ...], pixel_bytes: int, path: Path, caps: tuple[int, int]) -> None:
+    """Voxels and bytes (voxels x bytes per voxel) within the caps, from the header alone."""
+    max_voxels, max_bytes = caps
+    voxels = 1
+    for n in size:
+        voxels *= int(n)
+    grid = "x".join(str(int(n)) for n in size)
+    if voxels > max_voxels or voxels * pixel_bytes > max_bytes:
+        raise ValueError(
+            f"'{path}' declares a {grid} grid = {voxels:,} voxels of {pixel_bytes} byte(s) "
+            f"({voxels * pixel_bytes / 2**30:.1f} GiB); the limit is {max_voxels:,} voxels and "
+            f"{max_bytes / 2**30:.0f} GiB: crop or downsample the volume first"
+        )
+
+
+@contextlib.contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    """ITK prints warnings (e.g. "No Series were found") straight to the C stderr; the error this
+    module raises says it better, in one line."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _read_dicom_folder(folder: Path, series_id: str | None, caps: tuple[int, int]) -> sitk.Image:
     """Read the one DICOM series in ``folder`` (or ``series_id`` of several) as a 3D volume."""
+    with _itk_warnings_off():
+        return _read_dicom_series(folder, series_id, caps)
+
+
+def _read_dicom_series(folder: Path, series_id: str | None, caps: tuple[int, int]) -> sitk.Image:
     ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
     if not ids:
         raise ValueError(
@@ -119,6 +179,7 @@ def _read_dicom_folder(folder: Path, series_id: str | None) -> sitk.Image:
         )
     chosen = _choose_series(folder, ids, series_id)
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), chosen)
+    _check_dicom_caps(files, folder, caps)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
@@ -128,6 +189,18 @@ def _read_dicom_folder(folder: Path, series_id: str | None) -> sitk.Image:
             f"cannot read DICOM series {chosen} in '{folder}' ({len(files)} files): "
             f"{_first_line(err)}"
         ) from err
+
+
+def _check_dicom_caps(files: tuple[str, ...], folder: Path, caps: tuple[int, int]) -> None:
+    """Size of the series from its first slice's header times the number of slices."""
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    try:
+        first.ReadImageInformation()
+    except RuntimeError as err:
+        raise ValueError(f"cannot read DICOM file '{files[0]}': {_first_line(err)}") from err
+    width, height = first.GetSize()[:2]
+    _check_caps((width, height, len(files)), _PIXEL_BYTES.get(first.GetPixelID(), 8), folder, caps)
 
 
 def _choose_series(folder: Path, ids: list[str], series_id: str | None) -> str:
@@ -220,66 +293,11 @@ def write_image(image: sitk.Image, path: str | os.PathLike) -> None:
     try:
         sitk.WriteImage(image, str(tmp), useCompression=True)
         os.replace(tmp, path)
+    except RuntimeError as err:  # ITK's way of saying the write failed (full disk, I/O error)
+        tmp.unlink(missing_ok=True)
+        raise OSError(
+            errno.EIO, f"could not write '{path.name}' ({_first_line(err)}); check the free disk space"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-@contextlib.contextmanager
-def atomic_output_dir(final_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder that becomes ``final_dir`` only if the block succeeds.
-
-    Usage::
-
-        with atomic_output_dir("results/case01") as out:
-            write_image(seg, out / "seg.nii.gz")
-
-    Args:
-        final_dir: the results folder to create. Missing parent folders are created.
-        overwrite: if ``final_dir`` exists and is not empty, replace it (only after success).
-
-    Yields:
-        Path of the temporary folder to write into.
-
-    Raises:
-        FileExistsError: ``final_dir`` is a file, or a non-empty folder and ``overwrite`` is False.
-    """
-    final = Path(final_dir)
-    _check_output_target(final, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(6)}")
-    tmp.mkdir()  # plain mkdir honours the umask, unlike tempfile.mkdtemp's 0700
-    try:
-        yield tmp
-        _commit_dir(tmp, final, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _check_output_target(final: Path, overwrite: bool) -> None:
-    """Refuse before any work is done rather than after an hour of attacking."""
-    if final.exists() and not final.is_dir():
-        raise FileExistsError(f"output path '{final}' is a file; choose a folder path")
-    if final.is_dir() and any(final.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder '{final}' already exists and is not empty; choose another folder or "
-            f"pass overwrite=True to replace it"
-        )
-
-
-def _commit_dir(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Move ``tmp`` to ``final``; an old ``final`` is set aside first and deleted only after."""
-    _check_output_target(final, overwrite)  # again: something may have appeared meanwhile
-    old = None
-    if final.is_dir():
-        old = final.with_name(f".{final.name}.old-{secrets.token_hex(6)}")
-        os.replace(final, old)
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)  # put the previous results back
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,17 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .attacks import AttackResult, build_attack
+from .attacks import Attack, AttackResult, registry
 from .attacks.measures import budget, body_mask, strength, summarize, visibility
 from .inference import LoadedModel, segment
 from .io import atomic_output_dir, write_image
+from .memory_plan import check_memory, plan_memory
 from .metrics import flip_rate, segmentation_metrics
 from .preprocess import (
     GridContext,
     Preprocessing,
     adversarial_to_original,
+    labels_onto_image_grid,
     labels_to_original,
     perturbation_to_hu,
     prepare,
@@ -44,15 +46,60 @@ StageProgress = Callable[[str, int, int], None]
 
 @dataclass
 class AttackRequest:
-    """One attack to run: a method name (vafa, pgd, fgsm, bim, cw, gn) and its parameters."""
+    """One attack to run: a registered attack, an optional preset, the parameters given on top.
+
+    ``method`` may carry the preset (``AttackRequest("vafa:public-code", {"q_max": 30})``); after
+    construction ``method`` is the attack's name and ``preset`` the preset. Parameters are checked
+    at once (a wrong one raises ValueError before any model runs). ``label`` names the output
+    folder and the report's entry; :func:`unique_labels` makes the labels of a job distinct.
+    """
 
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        spec, preset = registry.split_method(self.method)
+        if preset is not None and self.preset not in (None, preset):
+            raise ValueError(f"{self.method!r} names preset {preset!r} but preset={self.preset!r} was given too")
+        self.method, self.preset = spec.name, preset or self.preset
+        self.params = {k: spec.param(k).parse(v) for k, v in dict(self.params).items()}
+        spec.resolve(self.preset, **self.params)  # the combination is checked here, not mid-job
+        self.label = self.label or (spec.name if self.preset is None else f"{spec.name}-{self.preset}")
+
+    @classmethod
+    def from_text(cls, text: str, label: str = "") -> AttackRequest:
+        """From the one text form ``name[:preset][,key=value...]`` (see ``registry.parse_request``)."""
+        spec, preset, params = registry.parse_request(text)
+        return cls(spec.name, params, preset, label)
 
     @property
-    def label(self) -> str:
-        # "vafa:public-code" -> "vafa-public-code": the label names a folder.
-        return self.method.lower().replace(":", "-")
+    def text(self) -> str:
+        """The request as text, e.g. ``vafa:public-code,q_max=30.0``."""
+        return registry.format_request(self.method, self.preset, self.params)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Every constructor keyword of the attack: defaults, then the preset, then ``params``."""
+        return registry.get(self.method).resolve(self.preset, **self.params)
+
+    def build(self, model: torch.nn.Module, **run_options: Any) -> Attack:
+        """The attack object (run options: roi_size, overlap, sw_batch_size, amp, seed, loss)."""
+        return registry.get(self.method).build(model, self.preset, self.params, **run_options)
+
+
+def unique_labels(requests: Sequence[AttackRequest]) -> list[AttackRequest]:
+    """The requests with distinct labels: a repeated label gets -2, -3, ... (``pgd``, ``pgd-2``)."""
+    seen: set[str] = set()
+    out = []
+    for request in requests:
+        label, n = request.label, 1
+        while label in seen:
+            n += 1
+            label = f"{request.label}-{n}"
+        seen.add(label)
+        out.append(request if label == request.label else replace(request, label=label))
+    return out
 
 
 @dataclass
@@ -123,6 +170,7 @@ def run_segmentation(
 ) -> tuple[torch.Tensor, GridContext, torch.Tensor, sitk.Image]:
     """Segment one CT: returns (x [1,1,H,W,D], ctx, prediction [1,1,H,W,D], labels on the original grid)."""
     options = options or RunOptions()
+    check_run_memory(image, loaded, options, attacking=False)
     x, ctx = prepare(image, preprocessing_for(loaded))
     x = x.to(loaded.device)
     pred = segment(loaded.model, x, _roi(options, loaded), options.overlap, options.sw_batch_size, options.amp)
@@ -139,8 +187,8 @@ def run_job(
 ) -> JobResult:
     """Segment ``image``, run every attack, and measure each against the ground truth (when
     given) or else against the clean prediction. Nothing is written; see :func:`write_outputs`."""
-    job = start_job(image, loaded, ground_truth, options, progress)
-    for request in attacks:
+    job = start_job(image, loaded, ground_truth, options, progress, attacking=bool(attacks))
+    for request in unique_labels(attacks):  # one output folder per request
         job.outcomes.append(run_attack(job, request, progress))
     return job
 
@@ -151,10 +199,16 @@ def start_job(
     ground_truth: sitk.Image | None = None,
     options: RunOptions | None = None,
     progress: StageProgress | None = None,
+    attacking: bool = True,
 ) -> JobResult:
     """Segment ``image`` and measure the clean result: a job with no attacks yet (a robustness
-    curve then runs many attacks on it with :func:`run_attack`)."""
+    curve then runs many attacks on it with :func:`run_attack`; ``attacking`` sizes the memory
+    check for that)."""
     options = options or RunOptions()
+    if ground_truth is not None:  # once, so the attack target and the metrics see the same voxels
+        ground_truth = labels_onto_image_grid(ground_truth, image)
+        _check_label_values(ground_truth, loaded)  # before the model runs: bad labels fail fast
+    check_run_memory(image, loaded, options, attacking=attacking)
     _tick(progress, "segment", 0, 1)
     x, ctx, clean_pred, clean_labels = run_segmentation(image, loaded, options)
     _tick(progress, "segment", 1, 1)
@@ -169,15 +223,13 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     """Run one attack on a started job and measure it (the job is not changed)."""
     options, loaded = job.options, job.loaded
     gt_model, reference = job.gt_model, job.reference
-    attack = build_attack(
-        request.method,
+    attack = request.build(
         loaded.model,
         roi_size=_roi(options, loaded),
         overlap=options.overlap,
         sw_batch_size=options.sw_batch_size,
         amp=options.amp,
         seed=options.seed,
-        **request.params,
     )
     start = time.perf_counter()
     # The paper attacks against the ground truth; without one, against the clean prediction.
@@ -259,6 +311,12 @@ def label_change_maps(clean: sitk.Image, attacked: sitk.Image) -> tuple[sitk.Ima
     return maps[0], maps[1]
 
 
+def check_run_memory(image: sitk.Image, loaded: LoadedModel, options: RunOptions, attacking: bool) -> None:
+    """MemoryError with figures and advice, before any heavy work, if the run cannot fit."""
+    roi = _roi(options, loaded)
+    check_memory(plan_memory(image, loaded.spec, roi, options.sw_batch_size, attacking, loaded.device))
+
+
 def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: RunOptions) -> dict[str, Any]:
     # SimpleITK arrays are [z, y, x]; reverse the spacing to match.
     return segmentation_metrics(
@@ -271,6 +329,10 @@ def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: Ru
 
 
 def _ground_truth_on_model_grid(gt: sitk.Image, ctx: GridContext, loaded: LoadedModel) -> torch.Tensor:
+    return prepare_labels(gt, ctx).to(loaded.device)
+
+
+def _check_label_values(gt: sitk.Image, loaded: LoadedModel) -> None:
     names = loaded.spec.label_names
     values = np.unique(sitk.GetArrayViewFromImage(gt))
     unknown = [int(v) for v in values if v < 0 or v >= len(names)]
@@ -280,7 +342,6 @@ def _ground_truth_on_model_grid(gt: sitk.Image, ctx: GridContext, loaded: Loaded
             f"does not have (0..{len(names) - 1}: {', '.join(names)}); map your labels to the "
             "model's first (see FreqAdvSegmentLib/labels.py)"
         )
-    return prepare_labels(gt, ctx).to(loaded.device)
 
 
 def _hu_linf(result: AttackResult, ctx: GridContext) -> float:

@@ -246,6 +246,31 @@ def prepare_labels(label_image: sitk.Image, ctx: GridContext) -> torch.Tensor:
     return torch.from_numpy(out.astype(np.int64))[None, None]
 
 
+def labels_onto_image_grid(label_image: sitk.Image, image: sitk.Image) -> sitk.Image:
+    """The label map on ``image``'s grid: itself if the grids match, else resampled (nearest
+    neighbour, in physical space) whenever direction, spacing, origin or size differ.
+
+    Done once per job, so the attack target and every metric compare the same voxels: a label
+    map stored with a flipped axis, or on another spacing, lines up with the image by position in
+    mm, never by array index.
+
+    Raises:
+        ValueError: the label map is not a non-negative integer map, or none of its labels
+            falls inside the image once resampled.
+    """
+    _check_volume(label_image, "label image")
+    labels = _integer_labels(label_image)
+    if GridGeometry.of(labels).matches(GridGeometry.of(image)):
+        return labels
+    out = sitk.Resample(labels, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
+    if not sitk.GetArrayViewFromImage(out).any() and sitk.GetArrayViewFromImage(labels).any():
+        raise ValueError(
+            "the label image does not overlap the image in physical space (its grid differs "
+            "and no label survives resampling onto the image); check that they belong to the same scan"
+        )
+    return out
+
+
 def _to_model_grid(image: sitk.Image, ctx: GridContext, interpolator: int) -> np.ndarray:
     """Reorient exactly (array permute/flip), then resample only if the spacing changes.
 

@@ -1,12 +1,16 @@
 """Adversarial attacks on volumetric segmentation models, torchattacks-style.
 
-    from FreqAdvSegmentLib.attacks import VAFA, FGSM, PGD, BIM, CW, GaussianNoise
+    from FreqAdvSegmentLib.attacks import VAFA, SA2, PGD, SegPGD, CosPGD, APGD, WorstCase, registry
     attack = VAFA(model, q_max=20, steps=20, block_size=8)
+    attack = registry.build("vafa:public-code", model, {"q_max": 30})   # by name, preset, params
     x_adv = attack(images, labels)      # images [B, 1, H, W, D] in [0, 1], labels [B, 1, H, W, D] or None
 
-Where things live: ``vafa.py`` (the frequency attack), ``frequency.py`` (blockwise 3D DCT and
-rounding), ``voxel.py`` (FGSM, PGD, BIM, CW, noise), ``base.py`` (shared checks, gradients and
-sliding windows), ``measures.py`` (perturbation size and spectrum).
+Where things live: ``registry.py`` (the one list of attacks), ``spec.py`` (how an attack describes
+its parameters and presets), ``vafa.py`` and ``sa2.py`` (the frequency attacks), ``frequency.py``
+(blockwise 3D DCT and rounding), ``voxel.py`` (FGSM, PGD, BIM, CW, noise), ``segpgd.py``,
+``cospgd.py``, ``apgd.py`` (PGD variants), ``ensemble.py`` (the worst-case ensemble),
+``options.py`` (command-line flags from the registry), ``base.py`` (shared checks, gradients,
+sliding windows, padding), ``measures.py`` (perturbation size and spectrum).
 """
 
 from __future__ import annotations
@@ -14,16 +18,16 @@ from __future__ import annotations
 import torch
 
 from .base import Attack, AttackInputError, AttackResult, eps_from_255
+from .apgd import APGD
+from .cospgd import CosPGD
+from .ensemble import WorstCase
+from .sa2 import SA2
+from .segpgd import SegPGD
 from .vafa import VAFA
 from .voxel import BIM, CW, FGSM, PGD, GaussianNoise
 
 from . import registry
 from .spec import AttackSpec, Param, Preset, SameAs
-
-# Views of the registry kept for old callers; new code asks ``registry`` (they miss attacks
-# registered after import).
-ATTACKS: dict[str, type[Attack]] = {s.name: s.cls for s in registry.specs()}
-ATTACK_PARAMETERS: dict[str, tuple[str, ...]] = {s.name: s.param_names for s in registry.specs()}
 
 
 def build_attack(method: str, model: torch.nn.Module, **params) -> Attack:
@@ -35,8 +39,7 @@ def build_attack(method: str, model: torch.nn.Module, **params) -> Attack:
 
 
 __all__ = [
-    "ATTACKS",
-    "ATTACK_PARAMETERS",
+    "APGD",
     "Attack",
     "AttackSpec",
     "Param",
@@ -47,10 +50,14 @@ __all__ = [
     "AttackResult",
     "BIM",
     "CW",
+    "CosPGD",
     "FGSM",
     "GaussianNoise",
     "PGD",
+    "SA2",
+    "SegPGD",
     "VAFA",
+    "WorstCase",
     "build_attack",
     "eps_from_255",
 ]

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..inference import AMP_DTYPES, autocast, segment
+from ..shapes import padded_forward
 from .losses import SegLoss, paper_dice_ce
 from .windows import batched, pad_amounts, window_grid
 
@@ -175,7 +176,7 @@ class Attack:
 
     def _window_loss(self, x: torch.Tensor, y: torch.Tensor, loss_fn: SegLoss) -> torch.Tensor:
         with self._autocast():
-            logits = self.model(x)
+            logits = padded_forward(self.model, x)  # sides the model cannot take are padded, logits cropped
         check_logits(logits, x, y)
         return loss_fn(logits.float(), y)
 

@@ -147,7 +147,7 @@ def takers(name: str) -> tuple[AttackSpec, ...]:
 
 def _register_builtins() -> None:
     # One line per attack: the only place an attack is listed.
-    from . import vafa, voxel
+    from . import apgd, cospgd, ensemble, sa2, segpgd, vafa, voxel
 
     register(vafa.SPEC)
     register(voxel.PGD_SPEC)
@@ -155,6 +155,11 @@ def _register_builtins() -> None:
     register(voxel.BIM_SPEC)
     register(voxel.CW_SPEC)
     register(voxel.GN_SPEC)
+    register(sa2.SPEC)
+    register(segpgd.SPEC)
+    register(cospgd.SPEC)
+    register(apgd.SPEC)
+    register(ensemble.SPEC)
 
 
 _register_builtins()

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from .bundle import bundle_spec, bundle_weights, is_bundle
 from .factory import build_model
+from .size import check_network_size
 from .remap import StateDict, fit_state_dict, guess_arch, strip_wrapper_prefixes
 from .spec import ModelSpec
 
@@ -69,6 +70,7 @@ def load_model(
     spec = spec if spec is not None else found_spec
     if spec is None:
         raise ValueError(_no_spec_message(path, state))
+    check_network_size(spec, source=str(path.name))  # before allocating what an untrusted spec asks
     model = build_model(spec)
     state = fit_state_dict(state, model.state_dict(), spec.arch, source=str(path))
     model.load_state_dict(state, strict=True)

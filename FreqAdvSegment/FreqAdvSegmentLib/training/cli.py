@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 DESCRIPTION = """\
-Train a segmentation model on a MONAI Decathlon-style datalist ({"training": [...], "validation":
-[...]}, paths relative to the JSON's folder or --data-root), naturally or adversarially:
+Train a segmentation model on a MONAI Decathlon-style datalist ({{"training": [...], "validation":
+[...]}}, paths relative to the JSON's folder or --data-root), naturally or adversarially:
 
   natural          DiceCE on the clean batch
-  pgd fgsm bim gn  voxel-domain AT: the batch is replaced by its adversarial version
-  vafa             M_VAFA: DiceCE on the VAFA batch only
+  {attacks:<16s} AT: the batch is replaced by its adversarial version (vafa: M_VAFA)
   vafa-fr (vaft)   VAFT, M_VAFA-FR: DiceCE(clean) + DiceCE(VAFA) + frequency consistency loss
 
 The run folder gets config.json, checkpoints/, train_log.csv, val_log.csv (and tensorboard/ when
@@ -38,11 +37,13 @@ Ctrl-C stops after the current step with a checkpoint; --resume continues exactl
 Several processes: torchrun --nproc_per_node N -m FreqAdvSegmentLib.cli train ...
 """
 
-# command-line name -> TrainConfig.attack_params key
-_ATTACK_FLAGS = {"attack_steps": "steps", "eps": "eps", "alpha": "alpha", "std": "std", "q_max": "q_max",
-                 "q_min": "q_min", "q_init": "q_init", "block_size": "block_size",
-                 "ssim_weight": "ssim_weight", "rounding": "rounding"}
-_NOT_CONFIG = {"command", "resume", "public_code", "no_tensorboard", "no_progress", "no_crop_foreground"}
+_NOT_CONFIG = {"command", "resume", "public_code", "preset", "no_tensorboard", "no_progress", "no_crop_foreground"}
+
+
+def _trainable_specs():
+    from ..attacks import registry
+
+    return [s for s in registry.specs() if s.trainable]
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -72,16 +73,19 @@ def _axes(text: str) -> list[int]:
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``train`` command to ``freqadv``'s subparsers; returns its parser."""
-    from ..cli import _fraction, _triple
+    from ..attacks.options import add_param_flags, param_help, preset_names
+    from ..cli import _triple
+    from .config import REGIME_ALIASES, regimes
 
+    trainable = _trainable_specs()
     p = subparsers.add_parser(
         "train", help="train a model: natural, adversarial or VAFT (one process or torchrun)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION.format(attacks=" ".join(s.name for s in trainable)), formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # only options given on the command line reach the config
     )
     p.add_argument("datalist", nargs="?", help="datalist JSON (not needed with --resume)")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs, models)")
-    p.add_argument("--regime", choices=["natural", "pgd", "fgsm", "bim", "gn", "vafa", "vafa-fr", "vaft"],
+    p.add_argument("--regime", choices=[*regimes(), *REGIME_ALIASES],
                    help="what to train against (default: natural)")
     p.add_argument("--resume", nargs="?", const=True, default=None,
                    help="continue the run in --output from its newest checkpoint, or from the checkpoint PATH given")
@@ -115,18 +119,14 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g.add_argument("--cache-rate", type=float, help="share of volumes cached in memory (default 1)")
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
 
-    g = p.add_argument_group("attack of the regime (defaults: the paper's AT settings)")
-    g.add_argument("--attack-steps", type=int, help="attack steps (VAFA, PGD, BIM: 20)")
-    g.add_argument("--eps", type=_fraction, help="PGD/BIM/FGSM L-inf budget (default 4/255)")
-    g.add_argument("--alpha", type=_fraction, help="PGD/BIM step (default 0.01)")
-    g.add_argument("--std", type=_fraction, help="GN sigma (default 4/255)")
-    g.add_argument("--q-max", type=float, help="VAFA largest quantisation step (default 20)")
-    g.add_argument("--q-min", type=float, help="VAFA smallest step (paper 1, public code 5)")
-    g.add_argument("--q-init", type=float, help="VAFA starting table value (paper q-min, public code q-max)")
-    g.add_argument("--block-size", type=int, help="VAFA DCT block side (default 32, the paper's AT)")
-    g.add_argument("--ssim-weight", type=float, help="VAFA (1 - SSIM) weight (default 1; 0 = off)")
-    g.add_argument("--rounding", choices=["soft", "ste"], help="VAFA differentiable rounding")
-    g.add_argument("--public-code", action="store_true", help="VAFA as the authors' code runs it (q from q-max, q-min 5, slice renorm)")
+    g = p.add_argument_group("attack of the regime", "defaults: each attack's training preset (the paper's AT setting, "
+                             "e.g. vafa:table5);\nflags for parameters the regime's attack does not take are ignored")
+    g.add_argument("--preset", choices=preset_names(trainable),
+                   help="the attack's preset instead of its training preset (e.g. public-code, paper, eps8)")
+    g.add_argument("--public-code", action="store_true", help="the same as --preset public-code (VAFA as the authors' code runs it)")
+    add_param_flags(g, trainable, training=True)
+    if any("steps" in s.param_names for s in trainable):
+        g.add_argument("--attack-steps", dest="steps", help="the same as --steps: " + param_help("steps", trainable, training=True))
 
     g = p.add_argument_group("VAFT loss (vafa-fr)")
     g.add_argument("--clean-weight", type=float, help="weight of DiceCE on the clean batch (default 1)")
@@ -167,19 +167,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = None):
     """TrainConfig from the options given on the command line, on top of ``saved`` (a resumed
     run's settings) or of the defaults."""
-    from .config import TrainConfig
+    from ..attacks.options import chosen_preset, typed_value
+    from .config import TrainConfig, trainable_params
 
     given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
     fields: dict[str, Any] = dict(saved or {})
     attack_params = dict(fields.get("attack_params") or {})
-    for flag, key in _ATTACK_FLAGS.items():
-        if flag in given:
-            attack_params[key] = given.pop(flag)
-    if getattr(args, "public_code", False):
-        q_max = attack_params.get("q_max", 20.0)
-        attack_params = {"q_min": 5.0, "q_init": q_max, "output_rounding": "soft", "renormalize": "slice",
-                         **attack_params}
+    for name in sorted(trainable_params() & set(given)):
+        attack_params[name] = typed_value(name, given.pop(name))
     fields["attack_params"] = attack_params
+    preset = chosen_preset(args)
+    if preset is not None:
+        fields["attack_preset"] = preset
     if getattr(args, "no_tensorboard", False):
         fields["tensorboard"] = False
     if getattr(args, "no_progress", False):

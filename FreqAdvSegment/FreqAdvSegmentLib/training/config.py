@@ -5,16 +5,17 @@ run folder and into every training checkpoint, so ``--resume`` continues with ex
 settings the run started with; :func:`check_resume_compatible` names any setting that a resumed
 run would change and that changes the mathematics.
 
-Regimes (Hanif et al., MICCAI 2023; PAPER.md section 2):
+Regimes (Hanif et al., MICCAI 2023; PAPER.md section 2), derived from the attack registry:
 
 | regime    | paper name  | loss per mini-batch                                           |
 |-----------|-------------|---------------------------------------------------------------|
 | natural   | clean model | DiceCE(M(x), y)                                               |
-| pgd, fgsm, bim, gn | M_PGD ... | DiceCE(M(x'), y), x' = attack(x): the batch is replaced |
-| vafa      | M_VAFA      | DiceCE(M(x'), y), x' = VAFA(x)                                |
+| NAME (every trainable attack: vafa, pgd, fgsm, ...) | M_VAFA, M_PGD ... | DiceCE(M(x'), y), x' = attack(x): the batch is replaced |
 | vafa-fr   | M_VAFA-FR (VAFT) | DiceCE(M(x), y) + DiceCE(M(x'), y) + L_fr(M(x), M(x'))   |
 
-``vaft`` is accepted as another name for ``vafa-fr``.
+``vaft`` is accepted as another name for ``vafa-fr``. Each attack starts from its spec's
+``training_preset`` (the paper's AT setting, e.g. VAFA ``table5``: q_max 20 on 32^3 blocks);
+``attack_preset`` replaces it, ``attack_params`` go on top.
 """
 
 from __future__ import annotations
@@ -23,34 +24,32 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..attacks import ATTACK_PARAMETERS
+from ..attacks import registry
 
-# regime -> the attack that makes its adversarial batch (None: no attack)
-REGIMES: dict[str, str | None] = {
-    "natural": None,
-    "pgd": "pgd",
-    "fgsm": "fgsm",
-    "bim": "bim",
-    "gn": "gn",
-    "vafa": "vafa",
-    "vafa-fr": "vafa",
-}
 REGIME_ALIASES = {"vaft": "vafa-fr", "clean": "natural"}
 
-# Parameters of the attacks adversarial training can use (the rest keep the attack's defaults).
-ATTACK_PARAMS: dict[str, tuple[str, ...]] = {
-    name: ATTACK_PARAMETERS[name] for name in ("vafa", "pgd", "bim", "fgsm", "gn")
-}
 
-# The paper's adversarial-training attack settings (PAPER.md 1.3 and 3): VAFA q_max 20 on 32^3
-# blocks, 20 steps; PGD/BIM/FGSM eps 4/255, alpha 0.01, 20 steps; GN sigma 4/255.
-PAPER_AT_PARAMS: dict[str, dict[str, Any]] = {
-    "vafa": {"q_max": 20.0, "block_size": 32, "steps": 20},
-    "pgd": {"eps": 4 / 255, "alpha": 0.01, "steps": 20},
-    "bim": {"eps": 4 / 255, "alpha": 0.01, "steps": 20},
-    "fgsm": {"eps": 4 / 255},
-    "gn": {"std": 4 / 255},
-}
+def regimes() -> dict[str, str | None]:
+    """regime -> the attack that makes its adversarial batch (None: no attack), from the registry:
+    ``natural``, one regime per trainable attack, and ``vafa-fr`` (VAFT)."""
+    found: dict[str, str | None] = {"natural": None}
+    found.update({s.name: s.name for s in registry.specs() if s.trainable})
+    if "vafa" in found:
+        found["vafa-fr"] = "vafa"
+    return found
+
+
+def trainable_params() -> set[str]:
+    """Every parameter name of a trainable attack (what ``attack_params`` may hold)."""
+    return {p for s in registry.specs() if s.trainable for p in s.param_names}
+
+
+def __getattr__(name: str) -> Any:
+    # REGIMES is read from the registry on each access, so a plug-in attack is a regime too.
+    if name == "REGIMES":
+        return regimes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 FR_FORMS = ("l1", "normalized")
 SELECT_BY = ("clean", "vafa")
@@ -67,8 +66,8 @@ RESUME_MUTABLE = frozenset({
 def canonical_regime(name: str) -> str:
     """The regime's canonical name; ValueError listing the choices for an unknown one."""
     key = REGIME_ALIASES.get(name.lower(), name.lower())
-    if key not in REGIMES:
-        choices = ", ".join([*REGIMES, *REGIME_ALIASES])
+    if key not in regimes():
+        choices = ", ".join([*regimes(), *REGIME_ALIASES])
         raise ValueError(f"unknown training regime {name!r}; choose one of {choices}")
     return key
 
@@ -102,8 +101,10 @@ class TrainConfig:
         grad_checkpoint: gradient checkpointing (activation recomputation) to save memory.
     Regime:
         regime: see the module docstring.
-        attack_params: overrides of the regime's attack parameters (PAPER_AT_PARAMS on top of the
-            attack's own defaults).
+        attack_preset: a preset of the regime's attack (``--preset public-code``) used instead of
+            the attack's ``training_preset``.
+        attack_params: overrides of the regime's attack parameters, on top of the preset (values
+            for parameters the regime's attack does not take are ignored).
         clean_weight, adv_weight, fr_weight: weights of the VAFT terms (paper: 1, 1, 1).
         fr_form: ``l1`` (the paper's Eq. 4, mean absolute difference of the DCT coefficients) or
             ``normalized`` (the public code: sum |D(c) - D(a)| / sum |D(c)|).
@@ -159,6 +160,7 @@ class TrainConfig:
     cache_rate: float = 1.0
     num_workers: int = 0
     # regime
+    attack_preset: str | None = None
     attack_params: dict[str, Any] = field(default_factory=dict)
     clean_weight: float = 1.0
     adv_weight: float = 1.0
@@ -197,18 +199,19 @@ class TrainConfig:
     @property
     def attack_name(self) -> str | None:
         """The attack the regime trains against (None for natural training)."""
-        return REGIMES[self.regime]
+        return regimes()[self.regime]
 
     def attack_kwargs(self, name: str | None = None) -> dict[str, Any]:
-        """Parameters for ``build_attack(name)``: the paper's AT settings, then the overrides
-        this attack takes."""
+        """Every constructor keyword of attack ``name`` (default: the regime's): the preset
+        (``attack_preset`` if the attack has it, else its ``training_preset``), then the
+        ``attack_params`` it takes. Equals ``registry.resolve(name[:preset], params)``."""
         name = name or self.attack_name
         if name is None:
             return {}
-        taken = ATTACK_PARAMS[name]
-        params = dict(PAPER_AT_PARAMS[name])
-        params.update({k: v for k, v in self.attack_params.items() if k in taken})
-        return params
+        spec = registry.get(name)
+        own = {p.name for p in spec.presets}
+        preset = self.attack_preset if self.attack_preset in own else spec.training_preset
+        return spec.resolve(preset, **{k: v for k, v in self.attack_params.items() if k in spec.param_names})
 
     def validate(self) -> None:
         """ValueError naming the first setting that cannot work."""
@@ -249,9 +252,24 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (len(value) != 3 or min(value) < 1):
                 raise ValueError(f"{name} needs three positive sides, got {value}")
-        unknown = sorted(set(self.attack_params) - {p for ps in ATTACK_PARAMS.values() for p in ps})
+        unknown = sorted(set(self.attack_params) - trainable_params())
         if unknown:
-            raise ValueError(f"unknown attack parameter(s) {unknown}")
+            raise ValueError(f"unknown attack parameter(s) {unknown}; the trainable attacks take {sorted(trainable_params())}")
+        self._check_attack()
+
+    def _check_attack(self) -> None:
+        """The regime's attack settings resolve (bounds, preset), or a ValueError names them."""
+        name = self.attack_name
+        if self.attack_preset is not None:
+            having = [s.name for s in registry.specs() if self.attack_preset in {p.name for p in s.presets}]
+            if not having:
+                raise ValueError(f"no attack has a preset {self.attack_preset!r}")
+            if name is not None and name not in having:
+                raise ValueError(f"attack_preset {self.attack_preset!r} is a preset of {', '.join(having)}, "
+                                 f"not of the {self.regime} regime's attack {name}")
+        names = {name, "vafa" if self.select_by == "vafa" else None} - {None}
+        for attack in sorted(names):
+            self.attack_kwargs(attack)
 
     # --- (de)serialisation -------------------------------------------------------------------
 

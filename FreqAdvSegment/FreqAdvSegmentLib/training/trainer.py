@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..attacks import build_attack
+from ..attacks import registry
 from ..inference import autocast
 from ..models import ModelSpec, build_model, load_model, paper_unetr_spec, resolve_model, save_model
 from ..models.registry import registry_spec, sha256_of
@@ -157,7 +157,7 @@ class Trainer:
         self.loss_fn = segmentation_loss()
         self.attack = None
         if cfg.attack_name is not None:
-            self.attack = build_attack(cfg.attack_name, self.net, amp=self.amp, **cfg.attack_kwargs())
+            self.attack = registry.build(cfg.attack_name, self.net, cfg.attack_kwargs(), amp=self.amp)
 
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_metric: float | None = None
@@ -239,10 +239,10 @@ class Trainer:
         return spec, build_model(spec)
 
     def _check_patch(self) -> None:
-        if self.cfg.attack_name == "vafa":
-            block = self.cfg.attack_kwargs()["block_size"]
-            if block > min(self.patch):
-                raise ValueError(f"VAFA's block_size {block} exceeds the training patch {self.patch}; use --block-size <= {min(self.patch)}")
+        block = self.cfg.attack_kwargs().get("block_size")  # the frequency attacks' DCT blocks
+        if block is not None and block > min(self.patch):
+            raise ValueError(f"{self.cfg.attack_name}'s block_size {block} exceeds the training patch {self.patch}; "
+                             f"use --block-size <= {min(self.patch)}")
         if self.spec.arch == "unetr" and tuple(self.patch) != tuple(self.spec.roi_size):
             raise ValueError(f"UNETR trains on patches of its img_size {self.spec.roi_size}; --crop {self.patch} differs")
 

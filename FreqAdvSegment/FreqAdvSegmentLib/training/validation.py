@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..attacks import build_attack
+from ..attacks import registry
 from ..inference import predict_logits
 from ..metrics import _dice_per_class
 from ..models import ModelSpec
@@ -60,8 +60,8 @@ def validate(
         logits = predict_logits(model, x, spec.roi_size, overlap, sw_batch_size, amp)
         row = {"clean": mean_dice(logits.argmax(1)[0], y[0, 0], spec.out_channels, include_background)}
         if vafa_params is not None:
-            attack = build_attack("vafa", model, roi_size=spec.roi_size, overlap=overlap,
-                                  sw_batch_size=sw_batch_size, amp=amp, seed=seed, **vafa_params)
+            attack = registry.build("vafa", model, vafa_params, roi_size=spec.roi_size, overlap=overlap,
+                                    sw_batch_size=sw_batch_size, amp=amp, seed=seed)
             x_adv = attack.run(x, y).adv
             adv_pred = attack.predict(x_adv)
             row["vafa"] = mean_dice(adv_pred[0, 0], y[0, 0], spec.out_channels, include_background)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import secrets
 import shutil
 import tempfile
@@ -118,12 +119,14 @@ class FreqAdvWebApp:
 
     def _init_state(self) -> None:
         limits = self.config.limits
+        # The server's own list: a job may use only these, whatever the client's state says.
+        self.model_choices = model_items()
         self.state.update({
             "trame__title": "FreqAdvSegment",
             "fa_upload_token": self.token,
             "fa_max_upload_bytes": limits.max_bytes,
             "fa_max_upload_mb": round(limits.max_bytes / (1024 * 1024)),
-            "fa_models": model_items(), "fa_model": self.config.default_model,
+            "fa_models": [dict(m) for m in self.model_choices], "fa_model": self.config.default_model,
             "fa_devices": list(DEVICES), "fa_device": self.config.default_device,
             "fa_methods": [{"title": t, "value": m} for m, t in METHOD_TITLES.items()],
             "fa_method": self.config.default_method,
@@ -161,7 +164,11 @@ class FreqAdvWebApp:
             raise ValueError(reply.get("error") or "the upload failed")
         self._refuse_while_running("load another volume")
         stored = self.uploads.get(str(reply["id"]))
-        loaded = self.viewer.load_input(read_image(stored.path), stored.name)
+        try:
+            image = read_image(stored.path)
+        except ValueError as err:  # name the user's file, not where the server keeps it
+            raise ValueError(str(err).replace(str(stored.path), stored.name)) from None
+        loaded = self.viewer.load_input(image, stored.name)
         self._input_loaded(f"{stored.name}, {_grid(loaded.size)}")
 
     def run(self) -> None:
@@ -197,7 +204,7 @@ class FreqAdvWebApp:
             if results is not None:
                 self._show_results(results)
             elif self.jobs.phase == FAILED:
-                self.state.fa_error = f"The job failed: {self.jobs.message}"
+                self.state.fa_error = public_message(f"The job failed: {self.jobs.message}")
             self._publish_job()
 
     def _show_results(self, results: Any) -> None:
@@ -233,10 +240,9 @@ class FreqAdvWebApp:
 
     def _job_request(self) -> JobRequest:
         state = self.state
-        models = {m["value"]: m for m in state.fa_models}
-        model = models.get(state.fa_model)
-        if model is None or model["props"]["disabled"]:
-            raise ValueError(f"model {state.fa_model!r} is not available here; pick one of the installed models")
+        allowed = {m["value"] for m in self.model_choices if not m["props"]["disabled"]}
+        if not isinstance(state.fa_model, str) or state.fa_model not in allowed:
+            raise ValueError("the chosen model is not available on this server; pick one of the installed models")
         if state.fa_device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}")
         params = attack_parameters(state.fa_method, {k: state[k] for k in default_values()})
@@ -264,14 +270,23 @@ def _reporting_errors(app: FreqAdvWebApp, action: Callable[..., Any]) -> Callabl
         except JobBusy as busy:
             app.state.fa_notice = str(busy)
         except (ValueError, KeyError, FileNotFoundError, EngineError) as err:
-            app.state.fa_error = str(err).strip("'\"")
+            app.state.fa_error = public_message(str(err).strip("'\""))
         except Exception as err:  # unexpected: keep the page alive, keep the traceback in the log
             log.exception("action %s failed", action.__name__)
-            app.state.fa_error = f"{action.__name__} failed: {err}"
+            app.state.fa_error = public_message(f"{action.__name__} failed: {err}")
         finally:
             app.state.fa_loading = False
 
     return wrapper
+
+
+_SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])+([^\s'\"/\\]*)")
+
+
+def public_message(text: str) -> str:
+    """``text`` without server paths: each absolute path is cut to its last part (a file name the
+    server chose, or the folder's name), so errors do not show the server's layout."""
+    return _SERVER_PATH.sub(lambda m: m.group(1) or "(folder)", text)
 
 
 def _grid(size: tuple[int, ...]) -> str:

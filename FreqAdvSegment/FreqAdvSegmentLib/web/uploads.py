@@ -7,8 +7,9 @@ order, and each before the next costs anything:
 2. the declared length must be present and within the limit (411 / 413);
 3. the body is streamed to disk and cut off at the limit, whatever the header claimed (413);
 4. the file's own header must match its name (NIfTI magic, "NRRD000x", gzip) and declare a 3D
-   grid of at most ``max_voxels`` voxels (415 / 413): a few hundred KB of gzip can declare
-   gigabytes, and SimpleITK would allocate them all before failing.
+   grid of at most ``max_voxels`` voxels and ``max_image_bytes`` bytes once decoded (voxels x
+   bytes per voxel; 415 / 413): a few hundred KB of gzip can declare gigabytes, and SimpleITK
+   would allocate them all before failing.
 
 Only then does :func:`FreqAdvSegmentLib.io.read_image` parse it. Stored files get random names in
 the session's upload folder; the client only ever holds an opaque id, never a path.
@@ -27,6 +28,7 @@ from pathlib import Path
 SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_VOXELS = 512 * 512 * 1024  # a large abdominal CT at full resolution
+DEFAULT_MAX_IMAGE_BYTES = DEFAULT_MAX_VOXELS * 2  # that CT as int16, as scanners store it
 _NIFTI_HEADER = 348
 _NRRD_HEADER_LIMIT = 64 * 1024  # NRRD headers are a few hundred bytes; a huge one is not a volume
 
@@ -45,6 +47,7 @@ class Limits:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_voxels: int = DEFAULT_MAX_VOXELS
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,21 @@ async def write_limited(chunks: AsyncIterator[bytes], destination: Path, limits:
 
 
 def check_header(path: Path, suffix: str, limits: Limits) -> tuple[int, ...]:
-    """The grid size the file's header declares, after checking its magic and voxel count."""
+    """The grid size the file's header declares, after checking its magic, voxel count and
+    decoded size in bytes (voxels x bytes per voxel)."""
     if suffix == ".nrrd":
-        size = _nrrd_size(path)
+        size, voxel_bytes = _nrrd_size(path)
     else:
-        size = _nifti_size(path, compressed=suffix == ".nii.gz")
+        size, voxel_bytes = _nifti_size(path, compressed=suffix == ".nii.gz")
     voxels = 1
     for n in size:
         voxels *= n
     if voxels > limits.max_voxels:
         raise UploadError(f"the volume declares {'x'.join(map(str, size))} = {voxels:,} voxels; "
                           f"the limit is {limits.max_voxels:,}", 413)
+    if voxels * voxel_bytes > limits.max_image_bytes:
+        raise UploadError(f"the volume declares {'x'.join(map(str, size))} voxels of {voxel_bytes} bytes = "
+                          f"{_mb(voxels * voxel_bytes)} once decoded; the limit is {_mb(limits.max_image_bytes)}", 413)
     return size
 
 
@@ -151,7 +158,7 @@ class UploadStore:
 # --- headers -------------------------------------------------------------------------------------
 
 
-def _nifti_size(path: Path, compressed: bool) -> tuple[int, ...]:
+def _nifti_size(path: Path, compressed: bool) -> tuple[tuple[int, ...], int]:
     head = _read_head(path, _NIFTI_HEADER, compressed)
     if len(head) < _NIFTI_HEADER:
         raise UploadError("the file is too short to be a NIfTI volume", 415)
@@ -166,10 +173,13 @@ def _nifti_size(path: Path, compressed: bool) -> tuple[int, ...]:
     rank = dims[0]
     if not 3 <= rank <= 7 or any(d > 1 for d in dims[4:rank + 1]):
         raise UploadError(f"expected a 3D volume; the header declares {rank} dimensions {dims[1:rank + 1]}", 415)
-    return _positive(dims[1:4])
+    bitpix = struct.unpack(f"{endian}h", head[72:74])[0]
+    if bitpix <= 0 or bitpix % 8:
+        raise UploadError(f"the NIfTI header declares {bitpix} bits per voxel, which is not a whole number of bytes", 415)
+    return _positive(dims[1:4]), bitpix // 8
 
 
-def _nrrd_size(path: Path) -> tuple[int, ...]:
+def _nrrd_size(path: Path) -> tuple[tuple[int, ...], int]:
     with path.open("rb") as f:
         if not re.fullmatch(rb"NRRD000\d\r?\n", f.readline(16)):
             raise UploadError("the file is not a NRRD volume (no NRRD000x magic)", 415)
@@ -187,7 +197,27 @@ def _nrrd_size(path: Path) -> tuple[int, ...]:
         if 1 not in sizes:
             raise UploadError(f"expected a 3D volume; the header declares sizes {sizes}", 415)
         sizes = tuple(s for i, s in enumerate(sizes) if i != sizes.index(1))
-    return _positive(sizes)
+    return _positive(sizes), _nrrd_voxel_bytes(fields.get("type", ""))
+
+
+# NRRD "type:" spellings (the format's table) -> bytes per voxel.
+_NRRD_TYPE_BYTES = {
+    **dict.fromkeys(("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"), 1),
+    **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t", "ushort",
+                     "unsigned short", "unsigned short int", "uint16", "uint16_t"), 2),
+    **dict.fromkeys(("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t",
+                     "float"), 4),
+    **dict.fromkeys(("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64",
+                     "int64_t", "ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t",
+                     "double"), 8),
+}
+
+
+def _nrrd_voxel_bytes(type_name: str) -> int:
+    size = _NRRD_TYPE_BYTES.get(" ".join(type_name.lower().split()))
+    if size is None:
+        raise UploadError(f"the NRRD header has no known 'type:' (got {type_name!r})", 415)
+    return size
 
 
 def _nrrd_fields(f) -> dict[str, str]:
