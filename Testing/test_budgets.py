@@ -129,12 +129,12 @@ def test_label_change_maps_and_report(phantom_job, tmp_path):
     assert changed.any(), "PGD at 8/255 must change some labels of the test model"
     np.testing.assert_array_equal(lost, np.where(changed, clean, 0))
     np.testing.assert_array_equal(gained, np.where(changed, adv, 0))
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     entry = report["attacks"]["pgd"]
     assert set(entry["budget"]) >= {"linf_hu", "rms_hu", "psnr_db", "ssim"}
     total_lost = sum(v["lost"] for v in entry["label_changes"].values())
     assert total_lost == int(changed.sum())
-    page = (out / "report.html").read_text()
+    page = (out / "report.html").read_text(encoding="utf-8")
     assert "id='budgets'" in page and "largest change of any voxel inside the body" in page
     assert (out / "figures/pgd_changes.png").stat().st_size > 5_000
 
@@ -167,7 +167,7 @@ def test_attack_command_takes_eps_in_hu_and_prints_the_budget(trained_unet, tmp_
     write_phantom_files(trained_unet, tmp_path)
     base = ["attack", str(tmp_path / "ct.nii.gz"), "--model", str(tmp_path / "unet.safetensors"), "--device", "cpu"]
     assert main(base + ["--method", "fgsm", "--eps-hu", "20", "-o", str(tmp_path / "o")]) == 0
-    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    report = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))
     fgsm = report["attacks"]["fgsm"]
     assert fgsm["params"]["eps"] == pytest.approx(20 / 425)
     assert 0 < fgsm["budget"]["linf_hu"] <= 20 + 1e-3

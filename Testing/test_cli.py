@@ -70,7 +70,7 @@ def test_outputs_sit_on_the_input_grid(attack_run):
 
 def test_report_contents(attack_run):
     _, out, _ = attack_run
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["reference"] == "ground truth"
     assert report["clean_vs_ground_truth"]["mean_dice"] > 0.5, "the demo model must segment its sample"
     assert set(report["attacks"]) == {"vafa", "pgd"}
@@ -79,14 +79,14 @@ def test_report_contents(attack_run):
         assert len(attack["history"]) == 2
         assert set(attack["perturbation"]) >= {"linf", "l2", "psnr_db", "ssim", "band_energy"}
     assert report["attacks"]["vafa"]["params"]["q_init"] == 20
-    page = (out / "report.html").read_text()
+    page = (out / "report.html").read_text(encoding="utf-8")
     assert "figures/vafa_slices.png" in page and "<table id=\"summary\">" in page and "liver" in page
 
 
 def test_attack_without_labels_targets_clean_prediction(tmp_path):
     out = tmp_path / "nolabels"
     assert main(["attack", CT, "--method", "fgsm", "--eps", "8/255", "--device", "cpu", "-o", str(out)]) == 0
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["reference"] == "clean prediction" and report["clean_vs_ground_truth"] is None
     fgsm = report["attacks"]["fgsm"]
     assert fgsm["vs_reference"]["mean_dice"] == pytest.approx(fgsm["vs_clean_prediction"]["mean_dice"])
@@ -135,7 +135,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "demo"
     assert main(["demo", "--steps", "1", "--device", "cpu", "-o", str(out)]) == 0
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     expected = {"vafa-paper", "vafa-public-code", "pgd"} | ({"sa2"} if "sa2" in registry.names() else set())
     assert set(report["attacks"]) == expected
     assert (out / "figures" / "vafa-public-code_slices.png").stat().st_size > 10_000
@@ -145,10 +145,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         assert f"{name:<10s} mean Dice" in printed
     assert printed.count("budget: ") == len(expected)
     # The demo's curve: VAFA (public code) and PGD, two strengths each, the demo's own runs among them.
-    rows = (out / "curve" / "curve.csv").read_text().splitlines()
+    rows = (out / "curve" / "curve.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 1 + 4
     assert report["curve"]["summary"].startswith("at SSIM >= 0.95")
-    assert "curve/curve.png" in (out / "report.html").read_text()
+    assert "curve/curve.png" in (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_evaluate_a_datalist(tmp_path):

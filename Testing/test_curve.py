@@ -38,14 +38,14 @@ def test_pgd_curve_is_monotone_in_budget(pgd_curve):
 
 def test_curve_files(pgd_curve, tmp_path):
     out = write_curve(pgd_curve, tmp_path / "curve")
-    with (out / "curve.csv").open() as f:
+    with (out / "curve.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(PGD_POINTS), "one row per point"
     assert [float(r["shown"]) for r in rows] == pytest.approx([1, 4, 16])
     assert (out / "curve.png").stat().st_size > 10_000
-    page = (out / "curve.html").read_text()
+    page = (out / "curve.html").read_text(encoding="utf-8")
     assert html.escape(summary_sentence(pgd_curve)) in page and "at SSIM &gt;= 0.95" in page
-    assert json.loads((out / "curve.json").read_text())["summary"] == summary_sentence(pgd_curve)
+    assert json.loads((out / "curve.json").read_text(encoding="utf-8"))["summary"] == summary_sentence(pgd_curve)
 
 
 def test_summary_names_the_strongest_attack_at_equal_ssim(pgd_curve):
@@ -93,7 +93,7 @@ def test_curve_command_resumes_an_interrupted_sweep(phantom_files, monkeypatch, 
     assert main(argv) == 130
     assert not out.exists(), "an interrupted sweep writes no output folder"
     partial = d / ".curve.curve-partial.jsonl"
-    assert len(partial.read_text().splitlines()) == 1 + 2, "settings line + the two points measured"
+    assert len(partial.read_text(encoding="utf-8").splitlines()) == 1 + 2, "settings line + the two points measured"
 
     monkeypatch.undo()
     runs = []
@@ -101,7 +101,7 @@ def test_curve_command_resumes_an_interrupted_sweep(phantom_files, monkeypatch, 
     monkeypatch.setattr(pipeline, "run_attack", lambda *a, **k: runs.append(a[1].label) or real(*a, **k))
     assert main(argv + ["--resume"]) == 0
     assert runs == ["vafa-public-code", "vafa-public-code"], "only the two missing points are run again"
-    with (out / "curve.csv").open() as f:
+    with (out / "curve.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [(r["attack"], float(r["value"])) for r in rows] == [
         ("pgd,steps=1", pytest.approx(2 / 255)), ("pgd,steps=1", pytest.approx(8 / 255)),
