@@ -222,6 +222,6 @@ def test_cancel_leaves_no_output(tmp_path, monkeypatch):
 
 
 def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "attack", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "attack", "--help"], capture_output=True, text=True, encoding="utf-8")
     assert result.returncode == 0
     assert "--q-max" in result.stdout and "4/255" in result.stdout
