@@ -220,3 +220,29 @@ def test_the_readme_attack_table_is_the_generated_one():
         "README.md's attack table is stale: run python -m FreqAdvSegmentLib.attacks.docs README.md")
     for spec in registry.specs():
         assert f"| `{spec.name}` |" in readme
+
+
+class StepToward(Attack):
+    """A trainable toy whose parameter is called lr, like the trainer's own --lr."""
+
+    def __init__(self, model: torch.nn.Module, lr: float = 0.5, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.lr = lr
+
+    def _attack(self, x, y, progress) -> AttackResult:
+        return AttackResult(x * (1 - self.lr), x, y)
+
+
+def test_a_parameter_named_like_a_trainer_option_gets_its_own_flag():
+    from FreqAdvSegmentLib.attacks.spec import RATIO
+
+    spec = AttackSpec("toy-lr", StepToward, "Toward", "scales the volume (a test's plug-in)",
+                      (Param("lr", float, "scale step", RATIO, 0, 1),))
+    registry.register(spec)
+    try:
+        cfg = _train_config("--regime", "toy-lr", "--lr", "0.001", "--attack-lr", "0.25")
+        assert cfg.lr == 0.001 and cfg.attack_kwargs() == {"lr": 0.25}
+        (request,) = attack_requests(_attack_args("--method", "toy-lr", "--lr", "0.125"))
+        assert request.kwargs() == {"lr": 0.125}
+    finally:
+        registry.unregister(spec.name)

@@ -161,7 +161,7 @@ def test_evaluate_a_datalist(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     clean, fgsm = summary["demo-unet"]["clean"]["mean_dice"], summary["demo-unet"]["fgsm"]["mean_dice"]
     assert fgsm < clean
-    assert "| demo-unet |" in (out / "summary.md").read_text()
+    assert "| demo-unet |" in (out / "summary.md").read_text(encoding="utf-8")
 
 
 # --- bad input: a clear error, and no output folder ------------------------------------------------
@@ -222,6 +222,6 @@ def test_cancel_leaves_no_output(tmp_path, monkeypatch):
 
 
 def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "attack", "--help"], capture_output=True, text=True, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "attack", "--help"], capture_output=True, encoding="utf-8")
     assert result.returncode == 0
     assert "--q-max" in result.stdout and "4/255" in result.stdout

@@ -619,6 +619,24 @@ def test_disk_full_while_writing(full_dir, tmp_path, capfd):
     assert_clear_failure(code, stderr, before, tree(tmp_path), "disk")
 
 
+def test_short_nifti_write_is_an_error(tmp_path, capfd):
+    """ITK's NIfTI writer only prints a short write (full disk) and returns: the file is read back."""
+    from FreqAdvSegmentLib.io import write_image
+
+    full = tmp_path / "tiny"
+    full.mkdir()
+    if not _mount_tmpfs(full, "size=64k"):
+        pytest.skip("needs a tiny tmpfs (mount is not allowed here)")
+    try:
+        rng = np.random.default_rng(0)
+        with pytest.raises(OSError, match="could not write 'noise.nii' completely"):
+            write_image(image(rng.normal(size=(40, 40, 40)).astype(np.float32)), full / "noise.nii")
+        assert os.listdir(full) == []
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+
+
 def test_debug_shows_the_traceback(tmp_path, capfd):
     with pytest.raises(FileNotFoundError):
         main(["--debug", "segment", str(tmp_path / "nope.nii"), "-o", str(tmp_path / "o")])

@@ -361,8 +361,12 @@ def test_non_state_dict_is_refused(tmp_path):
 def test_missing_file_and_unknown_suffix(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         load_model(tmp_path / "nowhere.pt")
+    (tmp_path / "m.h5").write_bytes(b"x")
+    with pytest.raises(ValueError, match="unsupported model file type '.h5'"):
+        load_model(tmp_path / "m.h5")
+    # ONNX: no gradients, so refused with its own reason.
     (tmp_path / "m.onnx").write_bytes(b"x")
-    with pytest.raises(ValueError, match="unsupported model file type"):
+    with pytest.raises(ValueError, match="ONNX model: PyTorch cannot compute gradients"):
         load_model(tmp_path / "m.onnx")
 
 

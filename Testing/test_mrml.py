@@ -1,8 +1,8 @@
 """The MRML bridge (FreqAdvSegmentLib.mrml) against a real MRML scene from the slicer-core wheel.
 
-Skipped where slicer-core is not installed. One engine run (FGSM on the shipped sample CT with
-the shipped model, through the same child process the Slicer module uses) feeds the flow,
-table, scene and rendering tests; everything else is synthetic and fast.
+Skipped where slicer-core is not installed. One engine run (FGSM and Gaussian noise on the shipped
+sample CT with the shipped model, through the same child process the Slicer module uses) feeds
+the flow, table, scene and rendering tests; everything else is synthetic and fast.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import vtk  # noqa: E402  (comes with slicer-core)
 from FreqAdvSegmentLib.io import read_image  # noqa: E402
 from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
 from FreqAdvSegmentLib.mrml import display, engine_process, terminology, views  # noqa: E402
-from FreqAdvSegmentLib.mrml.logic import AttackChoices, EngineRun, EngineSettings, attack_arguments  # noqa: E402
+from FreqAdvSegmentLib.mrml.logic import EngineRun, EngineSettings, attack_arguments  # noqa: E402
 from FreqAdvSegmentLib.mrml.render import OffscreenViews  # noqa: E402
 from FreqAdvSegmentLib.mrml.results import load_results, read_report, write_scene  # noqa: E402
 from FreqAdvSegmentLib.mrml.scene import load_scene, new_scene, save_scene  # noqa: E402
@@ -86,8 +86,8 @@ def model_name(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def engine_run(sample, model_name, tmp_path_factory):
-    """FGSM through EngineRun (child process, NRRD in and out) on the sample, with its labels as
-    ground truth; the engine's output folder is kept for the scene tests."""
+    """FGSM and GN in one EngineRun (child process, NRRD in and out) on the sample, with its
+    labels as ground truth; the engine's output folder is kept for the scene tests."""
     scene = new_scene()
     slicer.mrmlScene = scene
     ct = volume_node_from_image(scene, sample[0], "patientA")
@@ -96,7 +96,7 @@ def engine_run(sample, model_name, tmp_path_factory):
     folder = tmp_path_factory.mktemp("engine") / "out"
     settings = EngineSettings(model=model_name, device="cpu", keep_folder=folder)
     fractions = []
-    run = EngineRun(scene, ct, "attack", "fgsm", {"eps": 4 / 255}, truth, settings)
+    run = EngineRun(scene, ct, "attack", ground_truth=truth, settings=settings, attacks=["fgsm", "gn"])
     results = run.run(on_progress=lambda r: fractions.append(r.fraction))
     return {"scene": scene, "ct": ct, "truth": truth, "before": before, "results": results,
             "folder": folder, "fractions": fractions, "model": model_name}
@@ -112,6 +112,8 @@ def _snapshot(scene, volume, segmentation) -> dict:
     return {
         "voxels": slicer.util.arrayFromVolume(volume).copy(),
         "ijk_to_ras": _ijk_to_ras(volume),
+        "mtime": (volume.GetMTime(), volume.GetImageData().GetMTime(), segmentation.GetMTime()),
+        "name": (volume.GetName(), segmentation.GetName()),
         "segments": segmentation.GetSegmentation().GetSegmentIDs(),
         "source": segmentation.GetSegmentation().GetSourceRepresentationName(),
     }
@@ -406,6 +408,8 @@ def test_attack_flow_never_modifies_the_inputs(engine_run):
     np.testing.assert_array_equal(after["voxels"], before["voxels"])
     np.testing.assert_array_equal(after["ijk_to_ras"], before["ijk_to_ras"])
     assert after["segments"] == before["segments"] and after["source"] == before["source"]
+    assert after["mtime"] == before["mtime"], "nothing was even written to the input nodes"
+    assert after["name"] == before["name"]
 
 
 def test_attack_flow_table_matches_report_json(engine_run):
@@ -439,30 +443,195 @@ def test_segment_only_run(scene, sample, model_name):
         assert "liver" in node.GetSegmentation().GetSegmentIDs()
 
 
-def test_write_scene_opens_with_every_result(engine_run, tmp_path):
+def test_several_attacks_each_get_their_nodes_in_the_comparison_views(engine_run, sample):
+    """clean | fgsm | gn: each attack its own volumes, segmentation and where-it-broke
+    segmentation, shown only in its own column; slices and 3D cameras linked."""
+    scene, results = engine_run["scene"], engine_run["results"]
+    assert list(results.attacks) == ["fgsm", "gn"]
+    views.create_view_nodes(scene)
+    views.show_results(scene, results)
+    clean_labels = read_image(engine_run["folder"] / results.report["files"]["clean_labels"])
+    for label, (ct_view, perturbation_view, threed_view) in zip(results.attacks, views.COLUMNS[1:]):
+        nodes = results.attacks[label]
+        composite = scene.GetNodeByID(f"vtkMRMLSliceCompositeNode{ct_view}")
+        assert composite.GetBackgroundVolumeID() == nodes.adversarial_volume.GetID()
+        below = scene.GetNodeByID(f"vtkMRMLSliceCompositeNode{perturbation_view}")
+        assert below.GetForegroundVolumeID() == nodes.perturbation_volume.GetID()
+        assert set(nodes.adversarial_segmentation.GetDisplayNode().GetViewNodeIDs()) == {views.slice_node_id(ct_view)}
+        assert set(nodes.changes_segmentation.GetDisplayNode().GetViewNodeIDs()) == {
+            views.slice_node_id(perturbation_view), views.view_node_id(threed_view)}
+        assert scene.GetNodeByID(views.slice_node_id(ct_view)).GetLayoutLabel() == label
+        # Where it broke: exactly the voxels whose label changed, named by the organ lost.
+        adversarial_labels = read_image(engine_run["folder"] / results.report["files"][f"{label}/adversarial_labels"])
+        a, b = sitk.GetArrayFromImage(clean_labels), sitk.GetArrayFromImage(adversarial_labels)
+        changes = nodes.changes_segmentation.GetSegmentation()
+        assert changes.GetNumberOfSegments() > 0
+        for index in range(changes.GetNumberOfSegments()):
+            organ, segment = changes.GetNthSegmentID(index), changes.GetNthSegment(index)
+            if organ == "background lost":
+                continue
+            value = BTCV_LABELS.index(organ)
+            mask = _segment_mask(nodes.changes_segmentation, organ, engine_run["ct"])
+            np.testing.assert_array_equal(mask, (a == value) & (b != value))
+            assert segment.GetName() == f"{organ} lost"
+            assert nodes.changed_voxels[f"{organ} lost"] == int(((a == value) & (b != value)).sum())
+        assert nodes.perturbation_volume.GetVoxelValueUnits().GetCodeMeaning() == "Hounsfield unit"
+    legends = [display.legend_title(results.attacks[a].perturbation_volume) for a in results.attacks]
+    assert legends == ["fgsm perturbation (HU)", "gn perturbation (HU)"], "one legend per attack, titles differ"
+    for name in views.SLICE_VIEWS:
+        assert scene.GetNodeByID(f"vtkMRMLSliceCompositeNode{name}").GetLinkedControl()
+        assert scene.GetNodeByID(views.slice_node_id(name)).GetViewGroup() == 0
+    for name in views.THREED_VIEWS:
+        assert scene.GetNodeByID(views.view_node_id(name)).GetLinkedControl(), "3D cameras move together"
+    assert set(results.clean_segmentation.GetDisplayNode().GetViewNodeIDs()) == {
+        views.slice_node_id(views.CLEAN_SLICE), views.view_node_id(views.CLEAN_3D)}
+
+
+def _segment_mask(segmentation, segment_id: str, reference) -> np.ndarray:
+    """One segment as a boolean [k, j, i] array on ``reference``'s grid."""
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    scene = segmentation.GetScene()
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__mask")
+    try:
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation, ids, labelmap, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        return sitk.GetArrayFromImage(image_from_volume_node(labelmap)) > 0
+    finally:
+        scene.RemoveNode(labelmap)
+
+
+def _extent_ras(volume) -> np.ndarray:
+    bounds = [0.0] * 6
+    volume.GetRASBounds(bounds)
+    return np.array(bounds[1::2]) - np.array(bounds[0::2])
+
+
+def test_saved_scene_opens_right_without_the_extension(engine_run, capfd):
+    """scene.mrb read back into a fresh scene in which the extension registered nothing."""
     folder = engine_run["folder"]
+    capfd.readouterr()
     path = write_scene(folder, sample_ct_path(), sample_labels_path())
+    written = capfd.readouterr()
+    assert "Zip: adding" not in written.out + written.err, "no zip noise on the console"
     assert path == folder / "scene.mrb" and path.is_file()
     scene = load_scene(path)
-    report = read_report(folder)
-    names = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
-    for name in ("patientA_ct", "ground truth", "patientA_ct clean segmentation", "patientA_ct fgsm adversarial",
-                 "patientA_ct fgsm perturbation (HU)", "patientA_ct fgsm segmentation", "patientA_ct metrics", "patientA_ct Dice"):
-        assert name in names, name
     layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
-    # Layout node files keep the arrangement, not the description: the module registers the
-    # description at startup, so with the extension installed the scene opens in this layout.
-    assert layout.GetViewArrangement() == views.LAYOUT_ID
-    composites = {c.GetLayoutName(): c for c in views._composites(scene)}
-    ct, perturbation = scene.GetFirstNodeByName("patientA_ct"), scene.GetFirstNodeByName("patientA_ct fgsm perturbation (HU)")
-    assert composites[views.PERTURBATION_SLICE].GetBackgroundVolumeID() == ct.GetID()
-    assert composites[views.PERTURBATION_SLICE].GetForegroundVolumeID() == perturbation.GetID()
-    assert composites[views.ADVERSARIAL_SLICE].GetBackgroundVolumeID() == scene.GetFirstNodeByName("patientA_ct fgsm adversarial").GetID()
-    assert all(c.GetLinkedControl() for c in composites.values())
-    assert views._plot_view(scene).GetPlotChartNodeID() == scene.GetFirstNodeByName("patientA_ct Dice").GetID()
-    adversarial_seg = scene.GetFirstNodeByName("patientA_ct fgsm segmentation").GetDisplayNode()
-    assert set(adversarial_seg.GetViewNodeIDs()) == {views.slice_node_id(views.ADVERSARIAL_SLICE), views.view_node_id(views.ADVERSARIAL_3D)}
-    assert report["attacks"].keys() == {"fgsm"}
+    assert not layout.IsLayoutDescription(views.LAYOUT_ID), "a fresh scene: nothing of the extension registered"
+    assert layout.GetViewArrangement() == views.SAVED_LAYOUT_ID, "a layout every Slicer has"
+    assert layout.GetAttribute(views.LAYOUT_ATTRIBUTE) == views.LAYOUT_XML, "the full layout travels as XML"
+    ct = scene.GetFirstNodeByName("patientA_ct")
+    extent = _extent_ras(ct)
+    labels = {}
+    for name in views.SLICE_VIEWS:
+        node = scene.GetNodeByID(views.slice_node_id(name))
+        labels[name] = node.GetLayoutLabel()
+        fov = node.GetFieldOfView()
+        assert fov[0] >= extent[0] and fov[1] >= extent[1], f"{name} shows the whole body ({fov} vs {extent})"
+        assert fov[0] < 1.5 * max(extent[:2]), f"{name} is not zoomed far out"
+        assert node.GetViewGroup() == 0 and node.GetOrientation() == "Axial"
+    assert labels == {"Red": "clean", "Red+": "truth", "Green": "fgsm", "Green+": "fgsm HU", "Yellow": "gn", "Yellow+": "gn HU"}
+    colors = {tuple(round(c, 3) for c in scene.GetNodeByID(views.slice_node_id(n)).GetLayoutColor()) for n in views.SLICE_VIEWS}
+    assert len(colors) == len(views.SLICE_VIEWS), "every view its own colour"
+    assert all(scene.GetNodeByID(f"vtkMRMLSliceCompositeNode{n}").GetLinkedControl() for n in views.SLICE_VIEWS)
+    composites = {n: scene.GetNodeByID(f"vtkMRMLSliceCompositeNode{n}") for n in views.SLICE_VIEWS}
+    assert composites["Green+"].GetForegroundVolumeID() == scene.GetFirstNodeByName("patientA_ct fgsm perturbation (HU)").GetID()
+    assert composites["Yellow"].GetBackgroundVolumeID() == scene.GetFirstNodeByName("patientA_ct gn adversarial").GetID()
+    # 3D: one camera per view, on the CT's centre, far enough back to see all of it.
+    bounds = [0.0] * 6
+    ct.GetRASBounds(bounds)
+    centre, radius = (np.array(bounds[0::2]) + np.array(bounds[1::2])) / 2, np.linalg.norm(extent) / 2
+    cameras = scene.GetNodesByClass("vtkMRMLCameraNode")
+    by_view = {cameras.GetItemAsObject(i).GetLayoutName(): cameras.GetItemAsObject(i) for i in range(cameras.GetNumberOfItems())}
+    assert set(views.THREED_VIEWS) <= set(by_view)
+    threed_labels = set()
+    for name in views.THREED_VIEWS:
+        camera, view = by_view[name], scene.GetNodeByID(views.view_node_id(name))
+        np.testing.assert_allclose(camera.GetFocalPoint(), centre, atol=1e-3)
+        distance = np.linalg.norm(np.array(camera.GetPosition()) - centre)
+        assert distance * math.sin(math.radians(camera.GetViewAngle()) / 2) >= radius * 0.999
+        assert view.GetLinkedControl()
+        threed_labels.add(view.GetLayoutLabel())
+    assert threed_labels == {"clean 3D", "fgsm 3D", "gn 3D"}, "3D views are told apart"
+    # Subject hierarchy: one folder for the run, one per attack.
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    top = hierarchy.GetItemChildWithName(hierarchy.GetSceneItemID(), "patientA_ct FreqAdvSegment results")
+    assert top
+    for label in ("fgsm", "gn"):
+        folder_item = hierarchy.GetItemChildWithName(top, label)
+        children: list[int] = []
+        hierarchy.GetItemChildren(folder_item, children)
+        names = {hierarchy.GetItemName(i) for i in children}
+        assert names == {f"patientA_ct {label} adversarial", f"patientA_ct {label} perturbation (HU)",
+                         f"patientA_ct {label} segmentation", f"patientA_ct {label} where it broke"}
+    for name in ("patientA_ct fgsm adversarial", "patientA_ct gn perturbation (HU)"):
+        assert scene.GetFirstNodeByName(name).GetVoxelValueUnits().GetCodeMeaning() == "Hounsfield unit"
+    chart = scene.GetFirstNodeByName("patientA_ct Dice")
+    assert chart.GetXAxisTitle().startswith("organ: 0 ") and "liver" in chart.GetXAxisTitle()
+    assert views._plot_view(scene).GetPlotChartNodeID() == chart.GetID()
+    gn_seg = scene.GetFirstNodeByName("patientA_ct gn segmentation").GetDisplayNode()
+    assert set(gn_seg.GetViewNodeIDs()) == {views.slice_node_id("Yellow")}, "no segmentation shows everywhere"
+    # With the extension: the stored layout comes back.
+    assert views.restore_saved_layout(layout) and layout.GetViewArrangement() == views.LAYOUT_ID
+    assert layout.GetLayoutDescription(views.LAYOUT_ID) == views.LAYOUT_XML
+
+
+def test_outputs_are_remembered_and_refilled_never_the_inputs(engine_run, scene, sample):
+    """Apply twice: the second run refills the first run's nodes (no second set); a remembered
+    reference that points at an input makes a new node instead, and the input is untouched."""
+    from FreqAdvSegmentLib.mrml.outputs import remember_outputs, remembered_outputs
+    from FreqAdvSegmentLib.mrml.results import ROLE_ATTRIBUTE
+
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    before = _snapshot(scene, ct, segmentation_from_labels(scene, sample[1], "truth", reference_volume=ct))
+    parameter_node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "FreqAdvSegment")
+    first = load_results(scene, engine_run["folder"], ct)
+    remember_outputs(parameter_node, first)
+    count = scene.GetNumberOfNodes()
+    reuse = remembered_outputs(parameter_node)
+    assert set(reuse) == set(first.node_roles()) and "gn/changes" in reuse
+    second = load_results(scene, engine_run["folder"], ct, reuse=reuse)
+    assert scene.GetNumberOfNodes() == count, "the second run made no new nodes"
+    assert second.node_roles() == first.node_roles()
+    # A reference that names the input CT (or a node no run made) is never filled.
+    parameter_node.SetNodeReferenceID("FreqAdvSegment.output:fgsm/adversarial", ct.GetID())
+    stranger = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "user's own volume")
+    parameter_node.SetNodeReferenceID("FreqAdvSegment.output:gn/adversarial", stranger.GetID())
+    third = load_results(scene, engine_run["folder"], ct, reuse=remembered_outputs(parameter_node))
+    assert third.attacks["fgsm"].adversarial_volume not in (ct, first.attacks["fgsm"].adversarial_volume)
+    assert third.attacks["gn"].adversarial_volume is not stranger and stranger.GetImageData() is None
+    assert third.attacks["fgsm"].adversarial_volume.GetAttribute(ROLE_ATTRIBUTE) == "fgsm/adversarial"
+    assert ct.GetAttribute(ROLE_ATTRIBUTE) is None
+    after = _snapshot(scene, ct, scene.GetFirstNodeByName("truth"))
+    np.testing.assert_array_equal(after["voxels"], before["voxels"])
+    np.testing.assert_array_equal(after["ijk_to_ras"], before["ijk_to_ras"])
+    assert after["mtime"][:2] == before["mtime"][:2], "the input CT node was not written to"
+
+
+def test_explicit_output_that_is_an_input_is_refused(engine_run, scene, sample):
+    from FreqAdvSegmentLib.mrml.results import OutputNodes
+
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    mtime = (ct.GetMTime(), ct.GetImageData().GetMTime())
+    folder = engine_run["folder"]
+    single = tmp_single_attack_folder(folder)
+    with pytest.raises(ValueError, match="never overwrites its inputs"):
+        load_results(scene, single, ct, outputs=OutputNodes(adversarial_volume=ct))
+    assert (ct.GetMTime(), ct.GetImageData().GetMTime()) == mtime
+
+
+def tmp_single_attack_folder(folder: Path) -> Path:
+    """A copy of the engine's folder whose report lists only fgsm (explicit OutputNodes are for
+    single-attack results)."""
+    import shutil
+    import tempfile
+
+    copy = Path(tempfile.mkdtemp(prefix="freqadv-single-")) / "out"
+    shutil.copytree(folder, copy)
+    report = json.loads((copy / "report.json").read_text(encoding="utf-8"))
+    report["attacks"] = {"fgsm": report["attacks"]["fgsm"]}
+    (copy / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    return copy
 
 
 def test_first_attack_is_the_default():
@@ -490,7 +659,7 @@ def test_output_nodes_are_filled_in_place(engine_run, scene, sample):
     ct = volume_node_from_image(scene, sample[0], "ct")
     targets = OutputNodes(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "my adversarial"),
                           metrics_table=scene.AddNewNodeByClass("vtkMRMLTableNode", "my table"))
-    results = load_results(scene, engine_run["folder"], ct, outputs=targets)
+    results = load_results(scene, tmp_single_attack_folder(engine_run["folder"]), ct, outputs=targets)
     assert results.adversarial_volume is targets.adversarial_volume
     assert results.adversarial_volume.GetName() == "my adversarial"
     assert results.metrics_table is targets.metrics_table and results.metrics_table.GetNumberOfRows() > 1
@@ -509,15 +678,15 @@ def test_progress_lines_of_the_cli_are_parsed():
     assert engine_process.overall_fraction(engine_process.Progress("vafa", 10, 20), stages) == pytest.approx(0.55)
 
 
-def test_attack_choices_become_cli_flags():
-    choices = AttackChoices(steps=3, q_max=12.0, eps255=8.0)
-    vafa = choices.parameters("vafa")
-    assert vafa == {"steps": 3, "q_max": 12.0, "q_min": 1.0, "block_size": 8, "ssim_weight": 1.0, "q_init": 12.0}
-    assert choices.parameters("fgsm") == {"eps": 8 / 255}
-    args = attack_arguments("pgd", {"eps": 0.5, "steps": 2, "public_code": True, "alpha": None})
-    assert args == ["--method", "pgd", "--eps", "0.5", "--steps", "2", "--public-code"]
+def test_attack_requests_become_cli_flags():
+    args = attack_arguments(["vafa:public-code,q_max=30.0", "pgd"])
+    assert args == ["--method", "vafa:public-code,q_max=30.0", "--method", "pgd"]
     with pytest.raises(ValueError, match="unknown attack"):
-        attack_arguments("deepfool", {})
+        attack_arguments(["deepfool"])
+    with pytest.raises(ValueError, match="takes no parameter"):
+        attack_arguments(["pgd,q_max=3"])
+    with pytest.raises(ValueError, match="at least one"):
+        attack_arguments([])
 
 
 def test_cancel_kills_the_whole_process_tree():
@@ -646,3 +815,54 @@ def test_offscreen_slice_and_3d_views_show_segments_and_overlay(scene, sample, t
     screen_left[:, 128:], screen_right[:, :128] = False, False
     assert ((r - b) > 20)[screen_left].mean() > 0.8, "positive = red, on the patient's right"
     assert ((b - r) > 20)[screen_right].mean() > 0.8, "negative = blue, on the patient's left"
+
+
+def test_console_keywords_reach_the_engine_as_request_texts(scene, sample, tmp_path):
+    """Issue 9's bug: logic.attack(volume, renormalize="slice") (any registered parameter).
+    The command EngineRun builds is parsed by the real CLI into the attack it asked for."""
+    from FreqAdvSegmentLib.cli import attack_requests, build_parser
+
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    run = EngineRun(scene, ct, "attack", "vafa:public-code", {"renormalize": None, "q_max": 30, "steps": 2},
+                    settings=EngineSettings(device="cpu", work_root=tmp_path))
+    run.workdir = tmp_path
+    command = run._command()
+    cli_args = command[command.index("attack"):]
+    assert cli_args[cli_args.index("--method") + 1] == "vafa:public-code,q_max=30.0,steps=2,renormalize=none"
+    (request,) = attack_requests(build_parser().parse_args(cli_args))
+    kwargs = request.kwargs()
+    assert (kwargs["renormalize"], kwargs["q_max"], kwargs["q_init"], kwargs["steps"]) == (None, 30.0, 30.0, 2)
+    several = EngineRun(scene, ct, "attack", attacks=["vafa,renormalize=slice", "pgd:eps8", "pgd"],
+                        settings=EngineSettings(device="cpu", work_root=tmp_path))
+    several.workdir = tmp_path
+    command = several._command()
+    requests = attack_requests(build_parser().parse_args(command[command.index("attack"):]))
+    assert [r.label for r in requests] == ["vafa", "pgd-eps8", "pgd"]
+    assert requests[0].kwargs()["renormalize"] == "slice" and requests[1].kwargs()["eps"] == pytest.approx(8 / 255)
+    with pytest.raises(ValueError, match="takes no parameter"):
+        EngineRun(scene, ct, "attack", "pgd", {"q_max": 3}).requests()
+
+
+def test_comparison_layout_creates_its_views_and_the_saved_one_is_built_in():
+    """Slicer's layout logic builds every view the comparison layout names (as the desktop's
+    layout manager does), and the built-in layout a saved scene uses shows exactly our slice
+    views, so a Slicer without the extension opens it on the configured views."""
+    import re
+
+    scene = new_scene()
+    layout_logic = slicer.vtkMRMLLayoutLogic()
+    layout_logic.SetMRMLScene(scene)
+    node = layout_logic.GetLayoutNode()
+    assert node.IsLayoutDescription(views.SAVED_LAYOUT_ID) and not node.IsLayoutDescription(views.LAYOUT_ID)
+    builtin = set(re.findall(r'class="vtkMRMLSliceNode" singletontag="([^"]+)"', node.GetLayoutDescription(views.SAVED_LAYOUT_ID)))
+    assert builtin == set(views.SLICE_VIEWS), "three over three = our six slice views"
+    views.register_layout(node, select=True)
+    assert node.GetViewArrangement() == views.LAYOUT_ID
+    for name in views.SLICE_VIEWS:
+        slice_node = scene.GetNodeByID(views.slice_node_id(name))
+        assert slice_node is not None, name
+        assert slice_node.GetViewGroup() == 0, "all slice views in one group: they link"
+    for name in views.THREED_VIEWS:
+        assert scene.GetNodeByID(views.view_node_id(name)) is not None, name
+    assert views._plot_view(scene) is not None
+    layout_logic.SetMRMLScene(None)

@@ -5,10 +5,12 @@
     python scripts/make_extension_images.py screenshot     # runs VAFA on the sample, renders
     python scripts/make_extension_images.py thumbnail      # SampleData thumbnail of the sample CT
 
-The screenshot is a real run: the shipped sample CT and model attacked by VAFA through the same
-child-process path the module uses (EngineRun), loaded into a scene by the MRML bridge, and
-rendered offscreen by FreqAdvSegmentLib.mrml.render in the module's comparison layout (clean |
-adversarial | perturbation over clean, 3D surfaces below; the Dice chart from report.json).
+The screenshot is a real run: the shipped sample CT and model attacked by VAFA (table5) and PGD
+through the same child-process path the module uses (EngineRun), or an existing `freqadv attack`
+output of the sample (--from FOLDER), loaded into a scene by the MRML bridge and rendered
+offscreen by FreqAdvSegmentLib.mrml.render: Slicer's own slice and 3D views, set up by the
+module's views.show_results, tiled as the comparison layout (clean | VAFA | PGD; CT +
+segmentation, perturbation in HU + where it broke, 3D where it broke).
 Needs slicer-core (pip install slicer-core) and an offscreen OpenGL (EGL or OSMesa).
 """
 
@@ -83,17 +85,17 @@ def make_thumbnail() -> None:
         view.save_png(THUMBNAIL)
 
 
-def make_screenshot(model: str, steps: int, device: str) -> None:
+def make_screenshot(model: str, steps: int, device: str, folder: str | None = None) -> None:
+    """Slicer's comparison views of a real run, rendered offscreen and tiled as the layout
+    shows them (each view with its name bar in its Slicer colour); no plotting library."""
     import slicer
 
     from FreqAdvSegmentLib.io import read_image
     from FreqAdvSegmentLib.mrml.display import show_ct
     from FreqAdvSegmentLib.mrml.logic import EngineRun, EngineSettings
-    from FreqAdvSegmentLib.mrml.render import OffscreenViews
+    from FreqAdvSegmentLib.mrml.results import load_results
     from FreqAdvSegmentLib.mrml.scene import new_scene
     from FreqAdvSegmentLib.mrml.segmentations import segmentation_from_labels
-    from FreqAdvSegmentLib.mrml.views import (ADVERSARIAL_3D, ADVERSARIAL_SLICE, CLEAN_3D, CLEAN_SLICE,
-                                              PERTURBATION_SLICE, jump_slices, show_results)
     from FreqAdvSegmentLib.mrml.volumes import volume_node_from_image
     from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
 
@@ -102,61 +104,83 @@ def make_screenshot(model: str, steps: int, device: str) -> None:
     ct = volume_node_from_image(scene, read_image(sample_ct_path()), "sample CT")
     show_ct(ct)
     truth = segmentation_from_labels(scene, read_image(sample_labels_path()), "ground truth", reference_volume=ct)
+    if folder is not None:  # an existing `freqadv attack` output of the sample
+        _render_layout(scene, load_results(scene, folder, ct, truth))
+        return
     with tempfile.TemporaryDirectory() as keep:
         settings = EngineSettings(model=model, device=device, keep_folder=Path(keep) / "out")
-        params = {"q_max": 20, "q_init": 20, "steps": steps, "block_size": 8}
-        run = EngineRun(scene, ct, "attack", "vafa", params, truth, settings)
+        attacks = [f"vafa:table5,q_init=20,steps={steps}", f"pgd,steps={steps}"]
+        run = EngineRun(scene, ct, "attack", ground_truth=truth, settings=settings, attacks=attacks)
         results = run.run(on_progress=lambda r: print(f"\r{r.status():40s}", end="", flush=True))
         print()
-        size = (420, 420)
-        with OffscreenViews(scene) as views:
-            slices = {name: views.slice_view(name, "Axial", size) for name in (CLEAN_SLICE, ADVERSARIAL_SLICE, PERTURBATION_SLICE)}
-            threeds = {name: views.threed_view(name, size) for name in (CLEAN_3D, ADVERSARIAL_3D)}
-            show_results(scene, results)
-            for view in slices.values():
-                view.fit()
-            jump_slices(scene, results.focus_ras)
-            for view in threeds.values():
-                view.fit()
-            pictures = {name: view.pixels() for name, view in {**slices, **threeds}.items()}
-        _compose(pictures, results)
+        _render_layout(scene, results)
 
 
-def _compose(pictures: dict[str, np.ndarray], results) -> None:
-    from FreqAdvSegmentLib.mrml.tables import metrics_rows
-    from FreqAdvSegmentLib.mrml.views import ADVERSARIAL_3D, ADVERSARIAL_SLICE, CLEAN_3D, CLEAN_SLICE, PERTURBATION_SLICE
+def _render_layout(scene, results, size: tuple[int, int] = (400, 400)) -> None:
+    from FreqAdvSegmentLib.mrml.render import OffscreenViews, save_png
+    from FreqAdvSegmentLib.mrml.views import COLUMNS, VIEW_COLORS, show_results
 
-    attack = next(iter(results.attacks))
-    limit = results.attacks[attack].perturbation_limit_hu
-    titles = {
-        CLEAN_SLICE: "clean CT + segmentation", ADVERSARIAL_SLICE: f"{attack.upper()} adversarial CT + segmentation",
-        PERTURBATION_SLICE: f"perturbation over clean CT (±{limit:.0f} HU)",
-        CLEAN_3D: "clean segmentation (3D)", ADVERSARIAL_3D: f"{attack.upper()} segmentation (3D)",
-    }
-    fig, axes = plt.subplots(2, 3, figsize=(15, 10.2), facecolor="#20262e")
-    order = [CLEAN_SLICE, ADVERSARIAL_SLICE, PERTURBATION_SLICE, CLEAN_3D, ADVERSARIAL_3D]
-    for ax, name in zip(axes.flat, order):
-        ax.imshow(pictures[name])
-        ax.set_title(titles[name], color="white", fontsize=12)
-        ax.axis("off")
-    organs, columns = metrics_rows(results.report)
-    ax = axes.flat[5]
-    ax.set_facecolor("#2b333d")
-    positions = np.arange(len(organs))
-    ax.bar(positions - 0.2, np.nan_to_num(columns["Dice clean"]), 0.4, label="clean", color="#9aa4ad")
-    ax.bar(positions + 0.2, np.nan_to_num(columns[f"Dice {attack}"]), 0.4, label=attack.upper(), color="#d6604d")
-    ax.set_xticks(positions, organs, rotation=60, ha="right", fontsize=8, color="white")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel(f"Dice vs {results.report['reference']}", color="white")
-    ax.tick_params(colors="white")
-    ax.legend(fontsize=9)
-    ax.set_title("per-organ Dice (metrics table)", color="white", fontsize=12)
-    fig.suptitle("FreqAdvSegment: VAFA (frequency-domain) attack on a CT segmentation model", color="white", fontsize=15)
-    fig.tight_layout()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(SCREENSHOT, dpi=90, facecolor=fig.get_facecolor())
-    plt.close(fig)
+    with OffscreenViews(scene) as views:
+        slices = {name: views.slice_view(name, "Axial", size) for column in COLUMNS for name in column[:2]}
+        threeds = {column[2]: views.threed_view(column[2], size) for column in COLUMNS}
+        show_results(scene, results)  # what the module shows: layers, segmentations, links, cameras
+        for view in slices.values():
+            view.fit()
+        show_results(scene, results)  # again: fit() resets the slice position the results jump to
+        for view in threeds.values():
+            view.fit()
+        rows = []
+        for row in range(3):
+            tiles = []
+            for column in COLUMNS:
+                name = column[row]
+                view = slices.get(name) or threeds[name]
+                node = view.node
+                tiles.append(_with_bar(view.pixels(), node.GetLayoutLabel() or name, VIEW_COLORS[name]))
+            rows.append(np.concatenate(_spaced(tiles, axis=1), axis=1))
+        picture = np.concatenate(_spaced(rows, axis=0), axis=0)
+    save_png(picture, SCREENSHOT)
     print(f"wrote {SCREENSHOT}")
+
+
+def _with_bar(rgb: np.ndarray, label: str, color: str, height: int = 22) -> np.ndarray:
+    """A view with Slicer's coloured controller bar on top, its label written in the bar."""
+    bar = np.zeros((height, rgb.shape[1], 3), np.uint8)
+    bar[:] = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    _draw_text(bar, label, 6, 4)
+    return np.concatenate([bar, rgb], axis=0)
+
+
+def _draw_text(target: np.ndarray, text: str, x: int, y: int) -> None:
+    """Black text into an RGB array with VTK's own text renderer (the views' font)."""
+    import vtk
+    from vtkmodules.util import numpy_support
+
+    image = vtk.vtkImageData()
+    prop = vtk.vtkTextProperty()
+    prop.SetFontSize(14)
+    prop.SetColor(0, 0, 0)
+    prop.BoldOn()
+    renderer = vtk.vtkTextRenderer()
+    if not renderer.RenderString(prop, text, image, [0, 0], 72):
+        return
+    w, h, _ = image.GetDimensions()
+    rgba = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, -1)[::-1]
+    h, w = min(h, target.shape[0] - y), min(w, target.shape[1] - x)
+    alpha = rgba[:h, :w, 3:4] / 255.0
+    region = target[y:y + h, x:x + w]
+    target[y:y + h, x:x + w] = (region * (1 - alpha) + rgba[:h, :w, :3] * alpha).astype(np.uint8)
+
+
+def _spaced(parts: list[np.ndarray], axis: int, gap: int = 3) -> list[np.ndarray]:
+    out = []
+    for index, part in enumerate(parts):
+        if index:
+            shape = list(part.shape)
+            shape[axis] = gap
+            out.append(np.full(shape, 40, np.uint8))
+        out.append(part)
+    return out
 
 
 def main() -> None:
@@ -165,13 +189,14 @@ def main() -> None:
     parser.add_argument("--model", default="demo-unet", help="model for the screenshot (default: the shipped demo-unet)")
     parser.add_argument("--steps", type=int, default=20, help="VAFA steps for the screenshot (default 20, as the paper)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--from", dest="folder", default=None, help="render this `freqadv attack` output of the sample instead of running")
     args = parser.parse_args()
     if args.what in ("icon", "all"):
         make_icon()
     if args.what in ("thumbnail", "all"):
         make_thumbnail()
     if args.what in ("screenshot", "all"):
-        make_screenshot(args.model, args.steps, args.device)
+        make_screenshot(args.model, args.steps, args.device, args.folder)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ python3 -m venv .venv
 # The CPU build; on a GPU machine set FREQADV_TORCH to the torch you want (e.g. "torch>=2.8").
 .venv/bin/python -m pip install -q "${FREQADV_TORCH:-torch==2.13.0}"
 .venv/bin/python -m pip install -q -e ".[test,slicer,web]"
+# The [nnunet] extra, without its dependencies: the UNets FreqAdvSegment builds need only torch
+# and numpy, while its timm requirement (for ViT models) would pull torchvision and a CUDA torch.
+.venv/bin/python -m pip install -q --no-deps "dynamic-network-architectures==0.4.4"
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
   apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null
 fi

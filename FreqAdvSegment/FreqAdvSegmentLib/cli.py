@@ -6,6 +6,7 @@
     freqadv evaluate datalist.json --model demo-unet --method vafa --method pgd -o results/
     freqadv curve CT.nii.gz --method vafa:public-code --method pgd --labels GT.nii.gz -o curve/
     freqadv models                                 # models the registry knows
+    freqadv models import NNUNET_FOLDER -o model.safetensors   # any model family -> safe format
     freqadv train datalist.json -o run/ --regime vafa-fr --init demo-unet   # VAFT
     freqadv serve                                  # the web viewer on http://127.0.0.1:8080
 
@@ -96,11 +97,27 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="demo-unet", help="registry name (see `freqadv models`), checkpoint file or MONAI bundle folder (default: demo-unet)")
     g.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--roi", type=_triple, default=None, help="sliding-window size, e.g. 96 or 96,96,96 (default: the model's own)")
-    g.add_argument("--overlap", type=_overlap, default=0.25, help="sliding-window overlap in [0, 1) (default 0.25)")
-    g.add_argument("--sw-batch-size", type=_positive_int, default=2, help="windows per forward pass; lower it if memory runs out (default 2)")
+    g.add_argument("--overlap", type=_overlap, default=None, help="sliding-window overlap in [0, 1) (default: the model's own, else 0.25)")
+    g.add_argument("--sw-batch-size", type=_positive_int, default=None, help="windows per forward pass; lower it if memory runs out (default: the model's own, else 2)")
     g.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision (fp16 needs CUDA)")
     g.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
     g.add_argument("--include-background", action="store_true", help="count background in mean Dice/HD95 (the paper's convention)")
+    g.add_argument("--label-map", default=None, help="ground-truth values -> the model's, e.g. 6:1,2:3 or a JSON file; unlisted values become background")
+    _add_model_source_options(p)
+
+
+def _add_model_source_options(p: argparse.ArgumentParser) -> None:
+    """How to read the model: for weights without a spec, nnU-Net folders, TorchScript."""
+    from .models.spec import KNOWN_ARCHS
+
+    g = p.add_argument_group("model source")
+    g.add_argument("--arch", choices=[a for a in KNOWN_ARCHS if a not in ("nnunet", "torchscript")], default=None,
+                   help="network of a plain state dict (default arguments; channels read off the weights)")
+    g.add_argument("--spec", default=None, help="the model's full ModelSpec: JSON text or a .json file (overrides the file's own)")
+    g.add_argument("--fold", action="append", type=int, default=None, help="nnU-Net: fold to use; repeat to ensemble several (default: all present)")
+    g.add_argument("--configuration", default=None, help="nnU-Net: configuration (default: from the folder name, else 3d_fullres)")
+    g.add_argument("--no-tta", action="store_true", help="nnU-Net: no mirroring test-time augmentation")
+    g.add_argument("--trust-model-code", action="store_true", help="allow TorchScript models (they are code and run when loaded)")
 
 
 def _add_attack_options(p: argparse.ArgumentParser, default_methods: list[str] | None = None) -> None:
@@ -115,7 +132,7 @@ def _add_attack_options(p: argparse.ArgumentParser, default_methods: list[str] |
     g.add_argument("--preset", choices=preset_names(), default=None,
                    help="preset for every chosen attack that has it (e.g. public-code, table5, eps8)")
     g.add_argument("--public-code", action="store_true", help="the same as --preset public-code (VAFA as the authors' code runs it)")
-    add_param_flags(g)
+    add_param_flags(p, g)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -183,7 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
     p.add_argument("--scene", action="store_true", help="also write OUT/scene.mrb that opens in 3D Slicer with every result (needs slicer-core)")
 
-    sub.add_parser("models", help="list the models the registry knows")
+    p = sub.add_parser("models", help="list the models the registry knows; `models import` converts a model", formatter_class=raw,
+                       description="With no argument: the registry's models. `models import SRC -o OUT.safetensors`: read any supported model (nnU-Net folder, MONAI bundle, Auto3DSeg model.pt, state dict) once and save it with its spec in the safe format.")
+    verbs = p.add_subparsers(dest="models_command", metavar="VERB")
+    q = verbs.add_parser("import", help="convert SRC into a .safetensors file with its spec")
+    q.add_argument("source", help="model file or folder (any supported family)")
+    q.add_argument("-o", "--output", required=True, help="the .safetensors file to write (atomically)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_model_source_options(q)
     add_train_parser(sub)
     add_serve_parser(sub)
     _add_debug_options(parser, sub)
@@ -257,9 +281,39 @@ def apply_eps_hu(requests: list, eps_hu: float | None, spec) -> list:
 
 
 def run_options(args: argparse.Namespace):
+    from .label_map import parse_label_map
     from .pipeline import RunOptions
 
-    return RunOptions(args.roi, args.overlap, args.sw_batch_size, args.amp, args.seed, args.include_background)
+    label_map = parse_label_map(args.label_map) if getattr(args, "label_map", None) else None
+    return RunOptions(args.roi, args.overlap, args.sw_batch_size, args.amp, args.seed, args.include_background, label_map)
+
+
+def load_options(args: argparse.Namespace):
+    """LoadOptions from --arch, --spec, --fold, --configuration, --no-tta, --trust-model-code."""
+    from .models import LoadOptions
+
+    spec = _spec_argument(args.spec) if args.spec else None
+    if spec is not None and args.arch is not None and spec.arch != args.arch:
+        raise ValueError(f"--arch {args.arch} contradicts --spec, whose arch is {spec.arch}; give one of them")
+    folds = tuple(args.fold) if args.fold else None
+    return LoadOptions(spec, args.arch, folds, args.configuration, not args.no_tta, args.trust_model_code)
+
+
+def _spec_argument(text: str):
+    """A ModelSpec from JSON text or a .json file."""
+    import json
+
+    from .models import ModelSpec
+
+    path = Path(text)
+    if not text.lstrip().startswith("{"):
+        if not path.is_file():
+            raise FileNotFoundError(f"--spec {text}: not JSON text and no such file")
+        text = path.read_text(encoding="utf-8")
+    try:
+        return ModelSpec.from_json(text)
+    except ValueError as err:
+        raise ValueError(f"--spec: {err}") from None
 
 
 # --- progress -------------------------------------------------------------------------------------
@@ -290,7 +344,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     check_output_target(args.output, args.overwrite, _inputs(args.input, args.model))
     image = read_image(args.input)
-    loaded = load_segmentation_model(args.model, args.device)
+    loaded = load_segmentation_model(args.model, args.device, options=load_options(args))
     _warn_if_not_ct(args, image, loaded)
     *_, labels = run_segmentation(image, loaded, run_options(args))
     name = f"segmentation.{args.format}"
@@ -310,7 +364,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     labels = read_image(args.labels) if args.labels else None
     if args.eps_hu is not None and getattr(args, "eps", None) is not None:
         raise ValueError("give the voxel attacks' budget once: --eps (on the [0, 1] scale) or --eps-hu (in HU), not both")
-    loaded = load_segmentation_model(args.model, args.device)
+    loaded = load_segmentation_model(args.model, args.device, options=load_options(args))
     _warn_if_not_ct(args, image, loaded)
     requests = apply_eps_hu(attack_requests(args, ["vafa"]), args.eps_hu, loaded.spec)
     job = run_job(image, loaded, requests, labels, run_options(args), BarProgress())
@@ -323,6 +377,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import load_datalist
+    from .inference import using_load_options
     from .io import check_output_target
     from .training.distributed_eval import evaluate_datalist_distributed
 
@@ -331,10 +386,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     case_files = [path for case in cases for path in case.values()]
     check_output_target(args.output, args.overwrite, _inputs(args.datalist, *case_files, *models))
     # One process: plain evaluation; under torchrun: cases sharded over ranks, rank 0 writes.
-    summary = evaluate_datalist_distributed(
-        args.datalist, models, attack_requests(args, []), args.output, run_options(args), args.device,
-        split=args.split, overwrite=args.overwrite, progress=BarProgress(),
-    )
+    with using_load_options(load_options(args)):
+        summary = evaluate_datalist_distributed(
+            args.datalist, models, attack_requests(args, []), args.output, run_options(args), args.device,
+            split=args.split, overwrite=args.overwrite, progress=BarProgress(),
+        )
     if summary:
         print(summary)
     return 0
@@ -410,9 +466,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models
 
+    if getattr(args, "models_command", None) == "import":
+        return cmd_models_import(args)
     for entry in list_models():
         where = "shipped" if "file" in entry else "download: " + entry.get("source", entry.get("url", ""))
         print(f"{entry['name']:<34s} {entry['arch']:<10s} {where}\n    {entry['description']}")
+    return 0
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    """Read any supported model once and save it as .safetensors with its spec."""
+    from .models import family_of, load_model, save_model, resolve_model
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"models import writes .safetensors files; got -o {out.name!r}")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    source = resolve_model(args.source)
+    family = family_of(source).NAME
+    model, spec = load_model(source, options=load_options(args))
+    save_model(out, model, spec)
+    print(f"wrote {out} ({family} model: {spec.arch}, {len(spec.label_names)} labels)")
     return 0
 
 

@@ -3,28 +3,50 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from .models import ModelSpec, load_model, resolve_model
+from .models import LoadOptions, ModelSpec, load_model, resolve_model, with_input_normalization
+from .models.families import family_of
 from .models.registry import registry_spec
 from .shapes import padded_forward
+
+# Load options for callers that only pass a model name (evaluate's case loop); the CLI sets them
+# with using_load_options so that --arch, --fold, ... reach every model it loads.
+_LOAD_OPTIONS: contextvars.ContextVar[LoadOptions | None] = contextvars.ContextVar("load_options", default=None)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
 class LoadedModel:
-    """A network with the metadata that says how to run it (see :class:`ModelSpec`)."""
+    """A network with the metadata that says how to run it (see :class:`ModelSpec`).
+
+    ``model`` maps the attack's windowed [0, 1] input [B, C, H, W, D] to logits [B, K, H, W, D],
+    with the model's own normalisation inside it (see models.normalize).
+    """
 
     model: torch.nn.Module
     spec: ModelSpec
     name: str
     device: torch.device
+    family: str = "monai"
+
+
+@contextlib.contextmanager
+def using_load_options(options: LoadOptions) -> Iterator[None]:
+    """Within this block, load_segmentation_model uses ``options`` when given none."""
+    token = _LOAD_OPTIONS.set(options)
+    try:
+        yield
+    finally:
+        _LOAD_OPTIONS.reset(token)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -45,15 +67,25 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def load_segmentation_model(
-    name_or_path: str | os.PathLike = "demo-unet", device: str | torch.device = "cpu", spec: ModelSpec | None = None
+    name_or_path: str | os.PathLike = "demo-unet",
+    device: str | torch.device = "cpu",
+    spec: ModelSpec | None = None,
+    options: LoadOptions | None = None,
 ) -> LoadedModel:
-    """A registry model (see ``freqadv models``) or a checkpoint file/bundle folder, in eval mode."""
+    """A registry model (see ``freqadv models``) or any family's file/folder, in eval mode.
+
+    options: --arch, --spec, --fold, ... (see LoadOptions); default: those set with
+    using_load_options, else none. The returned model takes the attack's [0, 1] input.
+    """
     dev = resolve_device(device) if isinstance(device, str) else device
+    options = options or _LOAD_OPTIONS.get() or LoadOptions()
     path = resolve_model(name_or_path)
-    if spec is None and isinstance(name_or_path, str):
+    if spec is None and options.spec is None and isinstance(name_or_path, str):
         spec = registry_spec(name_or_path)
-    model, spec = load_model(path, spec=spec, device=str(dev))
-    return LoadedModel(model.to(dev).eval(), spec, str(name_or_path), dev)
+    family = family_of(path).NAME
+    network, spec = load_model(path, spec=spec, device=str(dev), options=options)
+    model = with_input_normalization(network, spec).to(dev).eval()
+    return LoadedModel(model, spec, str(name_or_path), dev, family)
 
 
 def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
@@ -67,6 +99,23 @@ def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContex
     return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
+def nnunet_gaussian(roi_size: Sequence[int], device: torch.device) -> torch.Tensor:
+    """nnU-Net's tile weights [X, Y, Z]: a Gaussian of sigma 1/8 of the tile, peak 10, float16.
+
+    Unlike MONAI's "gaussian" mode it has no 1e-3 floor: nnU-Net's tails fall to ~1e-10, and
+    where two tiles overlap near their edges that changes the blend a great deal. Zeros (float16
+    underflow) become the smallest non-zero weight, as nnU-Net does.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    impulse = np.zeros(tuple(roi_size))
+    impulse[tuple(size // 2 for size in roi_size)] = 1
+    weights = torch.from_numpy(gaussian_filter(impulse, [size / 8 for size in roi_size], 0, mode="constant", cval=0))
+    weights = (weights / (weights.max() / 10)).to(torch.float16)
+    weights[weights == 0] = weights[weights != 0].min()
+    return weights.float().to(device)
+
+
 @torch.no_grad()
 def predict_logits(
     model: torch.nn.Module,
@@ -75,16 +124,21 @@ def predict_logits(
     overlap: float = 0.25,
     sw_batch_size: int = 2,
     amp: str | None = None,
+    mode: str = "gaussian",
 ) -> torch.Tensor:
-    """Logits [B, K, H, W, D] for images [B, C, H, W, D]; Gaussian-blended sliding windows of
-    ``roi_size`` (MONAI's SlidingWindowInferer), or one pass when ``roi_size`` is None."""
+    """Logits [B, K, H, W, D] for images [B, C, H, W, D]; sliding windows of ``roi_size``
+    blended by ``mode`` (MONAI's SlidingWindowInferer), or one pass when ``roi_size`` is None."""
     device = next(model.parameters()).device
     x = x.to(device)
     with autocast(device, amp):
         if roi_size is None:
             logits = padded_forward(model, x)  # padded to the model's multiple, cropped back
         else:
-            logits = sliding_window_inference(x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode="gaussian")
+            weights = nnunet_gaussian(roi_size, x.device) if mode == "nnunet" else None
+            blend = "constant" if mode == "nnunet" else mode
+            logits = sliding_window_inference(
+                x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode=blend, roi_weight_map=weights
+            )
     return logits.float()
 
 
@@ -95,6 +149,7 @@ def segment(
     overlap: float = 0.25,
     sw_batch_size: int = 2,
     amp: str | None = None,
+    mode: str = "gaussian",
 ) -> torch.Tensor:
     """Label map [B, 1, H, W, D] (argmax of :func:`predict_logits`)."""
-    return predict_logits(model, x, roi_size, overlap, sw_batch_size, amp).argmax(1, keepdim=True)
+    return predict_logits(model, x, roi_size, overlap, sw_batch_size, amp, mode).argmax(1, keepdim=True)

@@ -15,6 +15,8 @@ import contextlib
 import errno
 import os
 import secrets
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,7 +293,9 @@ def write_image(image: sitk.Image, path: str | os.PathLike) -> None:
     # The temporary name keeps the real suffix because ITK picks the writer from the extension.
     tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp-{secrets.token_hex(6)}{suffix}")
     try:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        with _c_stderr_captured() as said:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+        _check_written(tmp, suffix, path, said)
         os.replace(tmp, path)
     except RuntimeError as err:  # ITK's way of saying the write failed (full disk, I/O error)
         tmp.unlink(missing_ok=True)
@@ -301,3 +305,42 @@ def write_image(image: sitk.Image, path: str | os.PathLike) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _check_written(tmp: Path, suffix: str, path: Path, said: list[str]) -> None:
+    """ITK's NIfTI writer reports a short write (full disk) only on the C stderr, and returns as
+    if it had succeeded: read the file back and refuse it if it is not whole."""
+    if suffix not in (".nii", ".nii.gz"):
+        return
+    try:
+        check_nifti_data(tmp, compressed=suffix == ".nii.gz")
+    except ValueError:
+        reason = said[-1] if said else "the file came out short"
+        raise OSError(
+            errno.ENOSPC if "wrote only" in reason else errno.EIO,
+            f"could not write '{path.name}' completely ({reason}); check the free disk space",
+        ) from None
+
+
+@contextlib.contextmanager
+def _c_stderr_captured() -> Iterator[list[str]]:
+    """Collect what C code (ITK, niftilib) prints on file descriptor 2 while the block runs, so it
+    can go into one error line instead of onto the user's terminal."""
+    said: list[str] = []
+    try:
+        sink = tempfile.TemporaryFile()
+    except OSError:  # no room even for that: let C write where it will
+        yield said
+        return
+    with sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            said.extend(line.strip() for line in text.splitlines() if line.strip())

@@ -108,18 +108,21 @@ class RunOptions:
 
     Attributes:
         roi_size: sliding-window size; None uses the model's own ``spec.roi_size``.
-        overlap, sw_batch_size: sliding-window overlap and windows per pass.
+        overlap, sw_batch_size: sliding-window overlap and windows per pass; None uses the
+            model's own (``spec.inferer``, e.g. a bundle's inferer), else 0.25 and 2.
         amp: None, "bf16" or "fp16" (CUDA) autocast.
         seed: seeds the attacks' randomness.
         include_background: count label 0 in the mean Dice/HD95 (the paper's convention).
+        label_map: ground-truth value -> model value (see label_map.py); None uses them as given.
     """
 
     roi_size: tuple[int, int, int] | None = None
-    overlap: float = 0.25
-    sw_batch_size: int = 2
+    overlap: float | None = None
+    sw_batch_size: int | None = None
     amp: str | None = None
     seed: int = 0
     include_background: bool = False
+    label_map: dict[int, int] | None = None
 
 
 @dataclass
@@ -165,6 +168,14 @@ def preprocessing_for(loaded: LoadedModel) -> Preprocessing:
     return Preprocessing(spec.target_spacing, spec.intensity_window, spec.orientation)
 
 
+def window_settings(options: RunOptions, loaded: LoadedModel) -> tuple[float, int, str]:
+    """(overlap, sw_batch_size, blend mode): the options' own, else the model's, else defaults."""
+    inferer = loaded.spec.inferer
+    overlap = options.overlap if options.overlap is not None else inferer.get("overlap", 0.25)
+    batch = options.sw_batch_size if options.sw_batch_size is not None else inferer.get("sw_batch_size", 2)
+    return overlap, batch, inferer.get("mode", "gaussian")
+
+
 def run_segmentation(
     image: sitk.Image, loaded: LoadedModel, options: RunOptions | None = None
 ) -> tuple[torch.Tensor, GridContext, torch.Tensor, sitk.Image]:
@@ -173,7 +184,8 @@ def run_segmentation(
     check_run_memory(image, loaded, options, attacking=False)
     x, ctx = prepare(image, preprocessing_for(loaded))
     x = x.to(loaded.device)
-    pred = segment(loaded.model, x, _roi(options, loaded), options.overlap, options.sw_batch_size, options.amp)
+    overlap, batch, mode = window_settings(options, loaded)
+    pred = segment(loaded.model, x, _roi(options, loaded), overlap, batch, options.amp, mode)
     return x, ctx, pred, labels_to_original(pred.cpu(), ctx)
 
 
@@ -205,6 +217,10 @@ def start_job(
     curve then runs many attacks on it with :func:`run_attack`; ``attacking`` sizes the memory
     check for that)."""
     options = options or RunOptions()
+    if ground_truth is not None and options.label_map:
+        from .label_map import apply_label_map
+
+        ground_truth = apply_label_map(ground_truth, options.label_map)
     if ground_truth is not None:  # once, so the attack target and the metrics see the same voxels
         ground_truth = labels_onto_image_grid(ground_truth, image)
         _check_label_values(ground_truth, loaded)  # before the model runs: bad labels fail fast
@@ -223,11 +239,12 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     """Run one attack on a started job and measure it (the job is not changed)."""
     options, loaded = job.options, job.loaded
     gt_model, reference = job.gt_model, job.reference
+    overlap, batch, _ = window_settings(options, loaded)
     attack = request.build(
         loaded.model,
         roi_size=_roi(options, loaded),
-        overlap=options.overlap,
-        sw_batch_size=options.sw_batch_size,
+        overlap=overlap,
+        sw_batch_size=batch,
         amp=options.amp,
         seed=options.seed,
     )
@@ -314,7 +331,8 @@ def label_change_maps(clean: sitk.Image, attacked: sitk.Image) -> tuple[sitk.Ima
 def check_run_memory(image: sitk.Image, loaded: LoadedModel, options: RunOptions, attacking: bool) -> None:
     """MemoryError with figures and advice, before any heavy work, if the run cannot fit."""
     roi = _roi(options, loaded)
-    check_memory(plan_memory(image, loaded.spec, roi, options.sw_batch_size, attacking, loaded.device))
+    _, batch, _ = window_settings(options, loaded)
+    check_memory(plan_memory(image, loaded.spec, roi, batch, attacking, loaded.device))
 
 
 def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: RunOptions) -> dict[str, Any]:
@@ -340,7 +358,7 @@ def _check_label_values(gt: sitk.Image, loaded: LoadedModel) -> None:
         raise ValueError(
             f"the ground-truth label map has label value(s) {unknown} that the model's label map "
             f"does not have (0..{len(names) - 1}: {', '.join(names)}); map your labels to the "
-            "model's first (see FreqAdvSegmentLib/labels.py)"
+            "model's with --label-map GT:MODEL,... (see FreqAdvSegmentLib/label_map.py)"
         )
 
 

@@ -32,6 +32,9 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _POSITION_TOL_MM = 1e-3
 _DIRECTION_TOL = 1e-5
 
+# Orientation code meaning "keep the image's own index axes".
+NATIVE = "NATIVE"
+
 # Anatomical axis named by each orientation letter (nibabel's default labels).
 _AXIS_OF = {"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}
 
@@ -45,7 +48,8 @@ class Preprocessing:
             keeps the native grid (only reorientation, so mapping back is exact).
         intensity_window: (a_min, a_max) in HU mapped linearly to [0, 1] and clipped. A CT window:
             MR volumes need a window chosen for their intensities.
-        orientation: target axis codes in nibabel/MONAI's convention (see :func:`prepare`).
+        orientation: target axis codes in nibabel/MONAI's convention (see :func:`prepare`), or
+            "NATIVE" to keep the image's own index axes (nnU-Net reads arrays as stored).
     """
 
     target_spacing: tuple[float, float, float] | None = (1.5, 1.5, 2.0)
@@ -84,6 +88,8 @@ def _checked_window(window) -> tuple[float, float]:
 def _checked_orientation(code) -> str:
     """Three letters, one per anatomical axis (nibabel silently accepts duplicates like "RAR")."""
     upper = str(code).upper()
+    if upper == NATIVE:
+        return upper
     if len(upper) != 3 or sorted(_AXIS_OF[c] for c in upper if c in _AXIS_OF) != [0, 1, 2]:
         raise ValueError(
             f"orientation must be three axis codes, one from each of L/R, P/A, I/S (e.g. 'RAS'), "
@@ -409,8 +415,10 @@ def _orientation_transform(geometry: GridGeometry, axcodes: str) -> np.ndarray:
     """nibabel transform (3x2: new axis, flip) taking this grid's axes to ``axcodes``.
 
     Same computation as MONAI's Orientation: io_orientation on the RAS affine picks, for each
-    index axis, the closest anatomical axis and its sign.
+    index axis, the closest anatomical axis and its sign. NATIVE: the identity.
     """
+    if axcodes == NATIVE:
+        return np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
     current = nio.io_orientation(geometry.ras_affine())
     return nio.ornt_transform(current, nio.axcodes2ornt(tuple(axcodes)))
 
@@ -441,8 +449,10 @@ def _reorient_geometry(geometry: GridGeometry, transform: np.ndarray) -> GridGeo
 def _model_grid(oriented: GridGeometry, target: tuple[float, float, float] | None) -> GridGeometry:
     """The grid MONAI's ``Spacing(pixdim=target)`` produces (its defaults).
 
-    Same direction and same first-voxel centre; size round((n - 1) * s / t) + 1, i.e. MONAI's
+    Same direction and same first-voxel centre; size round((n - 1) * s / t + 1), i.e. MONAI's
     ``scale_extent=False`` convention (voxel centres, not voxel edges, span the same distance).
+    The + 1 goes inside the rounding, and numpy rounds halves to even, exactly as MONAI's
+    ``compute_shape_offset`` does: at an extent of k + 0.5 voxels, round(x) + 1 would differ.
     Exception: for an oblique affine read from a float32 NIfTI header, MONAI's corner test
     (``np.allclose`` with atol 1e-8 in ``compute_shape_offset``) fails on rounding noise and it
     centres the new grid instead, shifting the origin by direction @ (n*s - N*t) / 2 (about 0.5 mm
@@ -451,7 +461,7 @@ def _model_grid(oriented: GridGeometry, target: tuple[float, float, float] | Non
     if target is None:
         return oriented
     n, s, t = (np.asarray(v, dtype=np.float64) for v in (oriented.size, oriented.spacing, target))
-    size = np.maximum(np.round((n - 1.0) * s / t) + 1.0, 1).astype(int)
+    size = np.maximum(np.round((n - 1.0) * s / t + 1.0), 1).astype(int)
     return GridGeometry(
         tuple(int(v) for v in size), tuple(target), oriented.origin, oriented.direction
     )
@@ -460,9 +470,13 @@ def _model_grid(oriented: GridGeometry, target: tuple[float, float, float] | Non
 def _resample_to_xyz(image: sitk.Image, grid: GridGeometry, interpolator: int) -> np.ndarray:
     """Resample ``image`` onto ``grid`` and return it as an [i, j, k] array.
 
-    The nearest-neighbour extrapolator plays the role of MONAI's ``padding_mode="border"``: the
-    last voxel of the new grid may sit up to half a new voxel beyond the old extent.
+    The last voxel of the new grid may sit up to half a new voxel beyond the old extent. There
+    MONAI's ``padding_mode="border"`` clamps the coordinate that is out of range and still
+    interpolates along the others; replicating the edge voxels first (zero-flux Neumann padding)
+    makes ITK's interpolation do exactly that. The nearest-neighbour extrapolator only catches
+    points beyond even the padding (other grids, e.g. labels in physical space).
     """
+    image = _replicate_edges(image, grid)
     f = sitk.ResampleImageFilter()
     f.SetSize(grid.size)
     f.SetOutputSpacing(grid.spacing)
@@ -473,6 +487,12 @@ def _resample_to_xyz(image: sitk.Image, grid: GridGeometry, interpolator: int) -
     f.SetDefaultPixelValue(0)
     f.SetUseNearestNeighborExtrapolator(True)
     return _xyz(f.Execute(image))
+
+
+def _replicate_edges(image: sitk.Image, grid: GridGeometry) -> sitk.Image:
+    """image with its edge voxels repeated outwards, enough to cover half a new voxel."""
+    pad = [int(np.ceil(t / (2.0 * s))) + 1 for s, t in zip(image.GetSpacing(), grid.spacing)]
+    return sitk.ZeroFluxNeumannPad(image, pad, pad)
 
 
 def _invert(transform: np.ndarray) -> np.ndarray:

@@ -56,35 +56,43 @@ def param_help(name: str, specs: Iterable[AttackSpec], training: bool = False) -
 
 
 def add_param_flags(
-    group: argparse._ActionsContainer, specs: Iterable[AttackSpec] | None = None, training: bool = False
-) -> list[str]:
-    """Add one flag per parameter of ``specs`` (default: every registered attack) to ``group``.
+    parser: argparse.ArgumentParser,
+    group: argparse._ActionsContainer,
+    specs: Iterable[AttackSpec] | None = None,
+    training: bool = False,
+) -> dict[str, str]:
+    """Add one flag per parameter of ``specs`` (default: every registered attack) to ``group``
+    of ``parser``.
 
     A parameter whose flag the parser already has (``--lr`` of the trainer's optimiser) gets
-    ``--attack-NAME`` instead. Returns the parameter names added. Values stay text after a syntax
+    ``--attack-NAME`` (and its own dest) instead. Returns {parameter name: dest}, also kept in
+    the namespace as ``_attack_dests`` for :func:`given_params`. Values stay text after a syntax
     check; each attack parses them with its own bounds (:func:`params_for`)."""
     specs = tuple(specs if specs is not None else registry.specs())
-    names: list[str] = []
+    dests: dict[str, str] = {}
     for spec in specs:
         for param in spec.params:
-            if param.name in names:
+            if param.name in dests:
                 continue
-            names.append(param.name)
             metavar = "{" + ",".join("none" if c is None else str(c) for c in param.choices) + "}" if param.choices else param.name.upper()
-            options = dict(dest=param.name, type=_syntax_check(param), default=argparse.SUPPRESS,
-                           metavar=metavar, help=param_help(param.name, specs, training))
-            try:
-                group.add_argument(param.flag, **options)
-            except argparse.ArgumentError:  # the flag means something else to this command
-                group.add_argument("--attack-" + param.flag[2:], **options)
-    return names
+            options = dict(type=_syntax_check(param), default=argparse.SUPPRESS, metavar=metavar,
+                           help=param_help(param.name, specs, training))
+            taken = {a.dest for a in parser._actions}
+            if param.flag in parser._option_string_actions or param.name in taken:
+                dests[param.name] = "attack_" + param.name  # the flag means something else to this command
+                group.add_argument("--attack-" + param.flag[2:], dest=dests[param.name], **options)
+            else:
+                dests[param.name] = param.name
+                group.add_argument(param.flag, dest=param.name, **options)
+    parser.set_defaults(_attack_dests=dests)
+    return dests
 
 
-def given_params(args: argparse.Namespace, names: Iterable[str] | None = None) -> dict[str, str]:
-    """The parameter flags present on the command line: ``{"q_max": "30"}``."""
-    wanted = names if names is not None else registry.all_params()
+def given_params(args: argparse.Namespace) -> dict[str, str]:
+    """The parameter flags present on the command line, by parameter name: ``{"q_max": "30"}``."""
     values = vars(args)
-    return {name: values[name] for name in wanted if name in values}
+    dests = values.get("_attack_dests") or {name: name for name in registry.all_params()}
+    return {name: values[dest] for name, dest in dests.items() if dest in values}
 
 
 def typed_value(name: str, text: Any) -> Any:

@@ -1,12 +1,18 @@
-"""Build a MONAI 3D segmentation network (UNETR, SwinUNETR, UNet, SegResNet) from a ModelSpec."""
+"""Build a segmentation network from a ModelSpec: the one build step every family goes through.
+
+MONAI networks (UNETR, SwinUNETR, UNet, SegResNet, DynUNet, SegResNetDS) are built here; other
+families' networks (nnU-Net) by a builder that family module owns, named in FAMILY_BUILDERS (a
+fixed table of this package's own functions, never a name read from a file).
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
 import torch
-from monai.networks.nets import UNETR, SegResNet, SwinUNETR, UNet
+from monai.networks.nets import UNETR, DynUNet, SegResNet, SegResNetDS, SwinUNETR, UNet
 
 from .spec import KNOWN_ARCHS, ModelSpec
 
@@ -15,6 +21,15 @@ NETWORKS: dict[str, type[torch.nn.Module]] = {
     "swinunetr": SwinUNETR,
     "unet": UNet,
     "segresnet": SegResNet,
+    "dynunet": DynUNet,
+    "segresnetds": SegResNetDS,
+}
+
+# arch -> (module of this package, function(spec) -> nn.Module); imported only when needed, so
+# an optional dependency (dynamic-network-architectures) is only needed for its family.
+FAMILY_BUILDERS: dict[str, tuple[str, str]] = {
+    "nnunet": ("FreqAdvSegmentLib.models.families.nnunet", "build_nnunet"),
+    "torchscript": ("FreqAdvSegmentLib.models.families.torchscript", "build_torchscript"),
 }
 
 # Written out rather than left to MONAI's own defaults, so that a spec with minimal arch_args
@@ -51,6 +66,22 @@ DEFAULT_ARGS: dict[str, dict[str, Any]] = {
         "blocks_down": (1, 2, 2, 4),
         "blocks_up": (1, 1, 1),
     },
+    # A four-level DynUNet (nnU-Net-like); bundles and Auto3DSeg give their own sizes.
+    "dynunet": {
+        "kernel_size": (3, 3, 3, 3),
+        "strides": (1, 2, 2, 2),
+        "upsample_kernel_size": (2, 2, 2),
+        "norm_name": "instance",
+        "res_block": False,
+        "deep_supervision": False,
+    },
+    # Auto3DSeg's SegResNet (segresnet2 algorithm) defaults.
+    "segresnetds": {
+        "init_filters": 32,
+        "blocks_down": (1, 2, 2, 4, 4),
+        "norm": "instance",
+        "dsdepth": 1,
+    },
 }
 
 
@@ -80,6 +111,9 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
     the arch: UNETR exactly roi_size; SwinUNETR multiples of 32; UNet multiples of the product of
     its strides; SegResNet multiples of 2**(len(blocks_down) - 1).
     """
+    if spec.arch in FAMILY_BUILDERS:
+        module, function = FAMILY_BUILDERS[spec.arch]
+        return getattr(importlib.import_module(module), function)(spec).eval()
     args = network_args(spec)
     try:
         model = NETWORKS[spec.arch](**args)

@@ -18,6 +18,10 @@ from typing import Any
 
 from .spec import KNOWN_ARCHS, ModelSpec, paper_unetr_spec
 
+# Names resolved to TotalSegmentator's own weights folder (see families/nnunet.py); kept here,
+# not imported from there, so that listing models never needs torch.
+TOTALSEG_PRESETS = ("totalseg-fast",)
+
 DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "resources" / "Models.json"
 CACHE_ENV = "FREQADV_MODEL_DIR"
 # Named specs an entry may refer to, for weights files that carry no spec of their own.
@@ -47,6 +51,10 @@ def resolve_model(
     file (saying where to download it and where to put it).
     """
     entries = {e["name"]: e for e in list_models(registry)}
+    if isinstance(name_or_path, str) and name_or_path in TOTALSEG_PRESETS:
+        from .families.nnunet import totalsegmentator_folder
+
+        return totalsegmentator_folder(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in entries:
         entry = entries[name_or_path]
         path = _local_path(entry, _registry_path(registry), cache_dir)

@@ -14,7 +14,18 @@ from typing import Any
 
 from ..labels import BTCV_LABELS
 
-KNOWN_ARCHS: tuple[str, ...] = ("unetr", "swinunetr", "unet", "segresnet")
+# MONAI networks, then those of other families (nnU-Net's dynamic-network-architectures UNets,
+# ensembled over folds; TorchScript, which is loaded as code and never built from a spec).
+MONAI_ARCHS: tuple[str, ...] = ("unetr", "swinunetr", "unet", "segresnet", "dynunet", "segresnetds")
+KNOWN_ARCHS: tuple[str, ...] = (*MONAI_ARCHS, "nnunet", "torchscript")
+
+# How the network's input is made from the attack's windowed [0, 1] tensor x (see input_scale).
+INPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid")
+# Sliding-window settings a model may carry (MONAI SlidingWindowInferer's names).
+INFERER_KEYS = {"overlap": float, "sw_batch_size": int, "mode": str}
+# Window blending: MONAI's two, and nnU-Net's Gaussian (no 1e-3 floor; see inference.py).
+BLEND_MODES = ("gaussian", "constant", "nnunet")
+NATIVE = "NATIVE"  # orientation: keep the image's own axes (nnU-Net reads arrays as stored)
 
 # Bumped when the JSON layout changes incompatibly; readers refuse newer formats.
 SPEC_FORMAT = 1
@@ -34,7 +45,14 @@ class ModelSpec:
         intensity_window: (low, high) in HU, mapped linearly to [0, 1] and clipped.
         target_spacing: voxel spacing in mm the network was trained at, (x, y, z).
         roi_size: sliding-window patch size in voxels, (x, y, z).
-        orientation: axis codes of the network's input, e.g. "RAS".
+        orientation: axis codes of the network's input, e.g. "RAS"; "NATIVE" keeps the image's
+            own index axes (nnU-Net).
+        input_scale, input_shift, input_activation: the model's own normalisation after the
+            window: network input = act(x * input_scale + input_shift), x = the windowed [0, 1]
+            tensor the attacks perturb. (1, 0, "none") feeds x itself; a z-score after a clip to
+            the window is scale (high - low) / std, shift (low - mean) / std.
+        inferer: sliding-window settings the model was validated with (overlap, sw_batch_size,
+            mode "gaussian", "constant" or "nnunet"); command-line options override them.
     """
 
     arch: str
@@ -44,6 +62,10 @@ class ModelSpec:
     target_spacing: tuple[float, float, float] = (1.5, 1.5, 2.0)
     roi_size: tuple[int, int, int] = (96, 96, 96)
     orientation: str = "RAS"
+    input_scale: float = 1.0
+    input_shift: float = 0.0
+    input_activation: str = "none"
+    inferer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.arch = _check_arch(self.arch)
@@ -52,6 +74,9 @@ class ModelSpec:
         self.target_spacing = _numbers(self.target_spacing, 3, "target_spacing", positive=True)
         self.roi_size = _ints(self.roi_size, 3, "roi_size")
         self.orientation = _check_orientation(self.orientation)
+        self.input_scale, self.input_shift = _check_input_affine(self.input_scale, self.input_shift)
+        self.input_activation = _check_choice(self.input_activation, INPUT_ACTIVATIONS, "input_activation")
+        self.inferer = _check_inferer(self.inferer)
         self.arch_args = _check_arch_args(self.arch_args, self)
 
     @property
@@ -65,8 +90,16 @@ class ModelSpec:
         return self.arch_args["out_channels"]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict, with a "format" version key."""
-        return {"format": SPEC_FORMAT, **asdict(self)}
+        """Plain JSON-ready dict, with a "format" version key.
+
+        Fields added after format 1 are left out while at their defaults, so that specs of plain
+        windowed models stay readable by earlier FreqAdvSegment releases.
+        """
+        data = asdict(self)
+        for name, default in _LATER_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        return {"format": SPEC_FORMAT, **data}
 
     def to_json(self) -> str:
         """JSON text; ``ModelSpec.from_json(spec.to_json()) == spec``."""
@@ -100,6 +133,14 @@ class ModelSpec:
         except (TypeError, json.JSONDecodeError) as error:
             raise ValueError(f"model spec is not valid JSON: {error}") from None
         return cls.from_dict(data)
+
+
+_LATER_DEFAULTS: dict[str, Any] = {
+    "input_scale": 1.0,
+    "input_shift": 0.0,
+    "input_activation": "none",
+    "inferer": {},
+}
 
 
 def paper_unetr_spec() -> ModelSpec:
@@ -176,15 +217,54 @@ def _check_window(value: Any) -> tuple[float, float]:
 
 def _check_orientation(value: Any) -> str:
     letters = value.upper() if isinstance(value, str) else ""
+    if letters == NATIVE:
+        return NATIVE
     ok = len(letters) == 3 and all(
         sum(letter in pair for letter in letters) == 1 for pair in _AXIS_PAIRS
     )
     if not ok:
         raise ValueError(
             f"model spec field 'orientation' is {value!r}; give three axis codes, one of L/R, "
-            "A/P and S/I each, e.g. 'RAS'"
+            "A/P and S/I each, e.g. 'RAS' (or 'native' to keep the image's own axes)"
         )
     return letters
+
+
+def _check_input_affine(scale: Any, shift: Any) -> tuple[float, float]:
+    if not (_is_number(scale) and _is_number(shift)) or scale == 0:
+        raise ValueError(
+            f"model spec fields 'input_scale' and 'input_shift' must be finite numbers, scale "
+            f"non-zero; got {scale!r} and {shift!r}"
+        )
+    return float(scale), float(shift)
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise ValueError(f"model spec field '{name}' is {value!r}; choose one of {list(choices)}")
+    return value
+
+
+def _check_inferer(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"model spec field 'inferer' must be an object, got {value!r}")
+    unknown = sorted(set(value) - set(INFERER_KEYS))
+    if unknown:
+        raise ValueError(f"model spec field 'inferer' has unknown key(s) {unknown}; known: {sorted(INFERER_KEYS)}")
+    out = {}
+    for key, kind in INFERER_KEYS.items():
+        if key not in value:
+            continue
+        item = value[key]
+        good = isinstance(item, str) if kind is str else _is_number(item) and (kind is float or float(item).is_integer())
+        if not good:
+            raise ValueError(f"model spec field 'inferer.{key}' must be a {kind.__name__}, got {item!r}")
+        out[key] = kind(item)
+    if not 0 <= out.get("overlap", 0) < 1 or out.get("sw_batch_size", 1) < 1:
+        raise ValueError(f"model spec field 'inferer' needs overlap in [0, 1) and sw_batch_size >= 1: {value!r}")
+    if out.get("mode", "gaussian") not in BLEND_MODES:
+        raise ValueError(f"model spec field 'inferer.mode' must be one of {list(BLEND_MODES)}, got {out['mode']!r}")
+    return out
 
 
 def _freeze(value: Any, path: str) -> Any:

@@ -49,13 +49,15 @@ def perturbation_color_node(scene: Any) -> Any:
     return node
 
 
-def show_perturbation(volume: Any, limit_hu: float | None = None, legend: bool = True) -> float:
+def show_perturbation(volume: Any, limit_hu: float | None = None, legend: bool = True,
+                      title: str = "perturbation (HU)") -> float:
     """Display ``volume`` (a perturbation in HU) with the diverging table, centred at zero.
 
     Args:
         limit_hu: half-width of the window; None uses the 99.5th percentile of the non-zero
             |values| (a few outlier voxels would otherwise wash every other colour to white).
-        legend: add a colour legend (title "perturbation (HU)") to the volume's views.
+        legend: add a colour legend to the volume's views.
+        title: the legend's title (one per attack, so two legends never read the same).
 
     Returns:
         The half-width used (HU).
@@ -68,7 +70,7 @@ def show_perturbation(volume: Any, limit_hu: float | None = None, legend: bool =
     display.SetWindowLevel(2.0 * limit, 0.0)
     display.SetInterpolate(False)  # show the blocks VAFA works in, not a blur of them
     if legend:
-        _add_legend(display)
+        _add_legend(display, title)
     return limit
 
 
@@ -119,7 +121,7 @@ def robust_limit(volume: Any, percentile: float = 99.5) -> float:
     return float(np.percentile(magnitude, percentile)) if magnitude.size else 0.0
 
 
-def _add_legend(display: Any) -> None:
+def _add_legend(display: Any, title: str) -> None:
     import slicer
 
     from .scene import register_module_node_classes
@@ -127,5 +129,13 @@ def _add_legend(display: Any) -> None:
     register_module_node_classes(display.GetScene())  # the Colors module does this on the desktop
     legend = slicer.vtkSlicerColorLogic.AddDefaultColorLegendDisplayNode(display)
     if legend is not None:
-        legend.SetTitleText("perturbation (HU)")
+        legend.SetTitleText(title)
         legend.SetLabelFormat("%.1f")
+
+
+def legend_title(volume: Any) -> str | None:
+    """The title of ``volume``'s colour legend, or None if it has none."""
+    import slicer
+
+    legend = slicer.vtkSlicerColorLogic.GetColorLegendDisplayNode(volume)
+    return legend.GetTitleText() if legend is not None else None

@@ -73,11 +73,16 @@ def overall_fraction(progress: Progress | None, stages: Sequence[str], segment_s
 
 def python_executable() -> str:
     """The interpreter for the child: inside Slicer its PythonSlicer launcher (which sets up
-    Slicer's Python environment), elsewhere this interpreter."""
-    if "slicer" in sys.modules and hasattr(sys.modules["slicer"], "app"):
-        launcher = shutil.which("PythonSlicer")
-        if launcher:
-            return launcher
+    Slicer's Python environment), elsewhere this interpreter. Inside Slicer, sys.executable is
+    the application itself, not a Python: a missing launcher is an error, not a fallback."""
+    slicer = sys.modules.get("slicer")
+    if slicer is not None and hasattr(slicer, "app"):
+        folder = str(slicer.app.applicationDirPath())  # Slicer's bin folder holds PythonSlicer
+        launcher = shutil.which("PythonSlicer", path=folder) or shutil.which("PythonSlicer")
+        if launcher is None:
+            raise FileNotFoundError(f"PythonSlicer is not in {folder} nor on the PATH: reinstall Slicer, or set "
+                                    "EngineSettings(python=...) to a Python that has FreqAdvSegment's packages")
+        return launcher
     return sys.executable
 
 
@@ -112,7 +117,9 @@ class EngineJob:
         """Start the child (in its own process group, so Cancel can end its whole tree)."""
         if self._process is not None:
             raise RuntimeError("this engine job was already started")
-        kwargs: dict = {"start_new_session": True} if os.name != "nt" else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        # Own process group (Cancel ends the whole tree); on Windows also no console window.
+        kwargs: dict = {"start_new_session": True} if os.name != "nt" else {
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
         self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.env, **kwargs)
         self._reader = threading.Thread(target=self._read, name="freqadv-engine-output", daemon=True)

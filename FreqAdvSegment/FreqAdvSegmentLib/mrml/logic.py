@@ -4,6 +4,7 @@ This is everything the module's Logic does except what needs the desktop (depend
 dialogs): FreqAdvSegment.py wraps it, and tests call it directly.
 
     run = EngineRun(scene, ct_node, "attack", method="vafa", params={"q_max": 20, "steps": 5})
+    run = EngineRun(scene, ct_node, "attack", attacks=["vafa:public-code,q_max=30", "pgd"])
     results = run.run()                       # blocking; or start() / poll() / finish() / cancel()
 
 Inputs are written to a temporary folder as NRRD (geometry exact), the CLI writes NRRD results
@@ -22,13 +23,11 @@ from typing import Any
 
 from ..io import read_image, write_image
 from ..labels import BTCV_LABELS
+from .attack_choices import AttackChoices, attack_arguments, attack_methods, request_labels
 from .engine_process import EngineJob, Progress, engine_command, engine_environment, overall_fraction
 from .results import OutputNodes, ResultNodes, load_results
 from .segmentations import labels_from_segmentation, segmentation_from_labels
 from .volumes import image_from_volume_node
-
-ATTACK_METHODS = ("vafa", "pgd", "fgsm", "bim", "cw", "gn")
-
 
 @dataclass
 class EngineSettings:
@@ -71,53 +70,6 @@ class EngineSettings:
         return args + (["--include-background"] if self.include_background else [])
 
 
-@dataclass
-class AttackChoices:
-    """An attack as the module's panel sets it up; intensities on the 0-255 scale, as the paper
-    writes budgets (4/255). :meth:`parameters` gives the engine's parameters for one method."""
-
-    steps: int = 20
-    q_max: float = 20.0
-    q_min: float = 1.0
-    q_init_from_max: bool = True
-    block_size: int = 8
-    ssim_weight: float = 1.0
-    eps255: float = 4.0
-    alpha255: float = 2.55
-    std255: float = 4.0
-    cw_c: float = 1.0
-
-    def parameters(self, method: str) -> dict[str, Any]:
-        """Only the parameters ``method`` takes, in the engine's units ([0, 1] intensities)."""
-        method = method.lower()
-        if method == "vafa":
-            params = {"steps": self.steps, "q_max": self.q_max, "q_min": self.q_min,
-                      "block_size": self.block_size, "ssim_weight": self.ssim_weight}
-            return {**params, "q_init": self.q_max} if self.q_init_from_max else params
-        if method in ("pgd", "bim"):
-            return {"steps": self.steps, "eps": self.eps255 / 255.0, "alpha": self.alpha255 / 255.0}
-        if method == "fgsm":
-            return {"eps": self.eps255 / 255.0}
-        if method == "gn":
-            return {"std": self.std255 / 255.0}
-        if method == "cw":
-            return {"steps": self.steps, "c": self.cw_c}
-        raise ValueError(f"unknown attack method {method!r}; choose one of {', '.join(ATTACK_METHODS)}")
-
-
-def attack_arguments(method: str, params: dict[str, Any]) -> list[str]:
-    """CLI flags for one attack: ``{"q_max": 20, "public_code": True}`` -> --q-max 20 --public-code."""
-    method = method.lower()
-    if method not in ATTACK_METHODS:
-        raise ValueError(f"unknown attack method {method!r}; choose one of {', '.join(ATTACK_METHODS)}")
-    args = ["--method", method]
-    for key, value in params.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            args += [flag] if value else []
-        elif value is not None:
-            args += [flag, repr(float(value)) if isinstance(value, float) else str(value)]
-    return args
 
 
 @dataclass
@@ -133,6 +85,9 @@ class EngineRun:
     settings: EngineSettings = field(default_factory=EngineSettings)
     outputs: OutputNodes | None = None
     segmentation_node: Any = None  # for kind "segment": an existing node to fill
+    attacks: Sequence[str] = ()  # request texts; empty: the one attack of method and params
+    reuse: dict[str, Any] | None = None  # nodes of an earlier run to refill, by role (results.node_roles)
+    closed_surfaces: bool = True  # False: the caller builds the 3D surfaces (a step at a time)
     job: EngineJob | None = field(default=None, init=False)
     workdir: Path | None = field(default=None, init=False)
 
@@ -142,6 +97,8 @@ class EngineRun:
             raise ValueError(f"kind must be 'attack' or 'segment', got {self.kind!r}")
         if self.volume is None or self.volume.GetImageData() is None:
             raise ValueError("choose an input volume that has voxels")
+        if self.kind == "attack":
+            self.attacks = self.requests()  # checked by the registry before anything is written
         self.workdir = Path(tempfile.mkdtemp(prefix="freqadv-", dir=self.settings.work_root))
         try:
             command = self._command()
@@ -164,7 +121,13 @@ class EngineRun:
         """0..1 done, or None when the engine reports no progress (segmentation only)."""
         if self.kind == "segment":
             return None
-        return overall_fraction(self.progress, [self.method.lower()])
+        return overall_fraction(self.progress, request_labels(self.requests()))
+
+    def requests(self) -> list[str]:
+        """The attack request texts of this run (``attacks``, else ``method`` with ``params``)."""
+        if self.attacks:
+            return [str(a) for a in self.attacks]
+        return [AttackChoices.from_call(self.method, self.params).request()]
 
     def status(self) -> str:
         """One line for a status bar."""
@@ -218,7 +181,7 @@ class EngineRun:
         args += ["--format", "nrrd"]  # NRRD in and out: what Slicer reads and writes natively
         if self.kind == "segment":
             return engine_command("segment", args, self.settings.python)
-        args += attack_arguments(self.method, self.params)
+        args += attack_arguments(self.requests())
         if self.ground_truth is not None:
             labels_path = self.workdir / "labels.nrrd"
             write_image(labels_from_segmentation(self.ground_truth, self.volume, self.settings.label_names), labels_path)
@@ -242,12 +205,23 @@ class EngineRun:
             labels = read_image(next(self.output_dir.glob("segmentation.*")))
             name = f"{self.volume.GetName()} segmentation"
             return segmentation_from_labels(self.scene, labels, name, tuple(self.settings.label_names), self.volume, self.segmentation_node)
-        return load_results(self.scene, self.output_dir, self.volume, self.ground_truth, outputs=self.outputs)
+        return load_results(self.scene, self.output_dir, self.volume, self.ground_truth, outputs=self.outputs, reuse=self.reuse,
+                            closed_surfaces=self.closed_surfaces)
 
     def _clean(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+
+def prune_run_folders(root: str | Path, keep: int = 5, prefix: str = "run-") -> list[Path]:
+    """Remove all but the ``keep`` newest kept run folders (``run-*``) under ``root``, so the
+    reports of old runs do not pile up in the temporary folder forever; returns those removed."""
+    folders = sorted((p for p in Path(root).glob(f"{prefix}*") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = folders[max(keep, 0):]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 def _node_ids(scene: Any) -> set[str]:
@@ -260,7 +234,18 @@ def segment(scene: Any, volume: Any, settings: EngineSettings | None = None, **r
 
 
 def attack(scene: Any, volume: Any, method: str = "vafa", ground_truth: Any = None,
-           settings: EngineSettings | None = None, outputs: OutputNodes | None = None, **params: Any) -> ResultNodes:
-    """Segment, attack with ``method`` (its parameters as keywords, e.g. q_max=20, steps=20)
+           settings: EngineSettings | None = None, outputs: OutputNodes | None = None,
+           attacks: Sequence[str] = (), **params: Any) -> ResultNodes:
+    """Segment, attack with ``method`` (``name`` or ``name:preset``; any registry parameter as a
+    keyword, e.g. q_max=20, renormalize="slice") or with several request texts (``attacks``),
     and load everything into ``scene``; blocking."""
-    return EngineRun(scene, volume, "attack", method, params, ground_truth, settings or EngineSettings(), outputs).run()
+    return EngineRun(scene, volume, "attack", method, params, ground_truth, settings or EngineSettings(), outputs,
+                     attacks=tuple(attacks)).run()
+
+
+def __getattr__(name: str) -> Any:
+    """``ATTACK_METHODS``: the registry's attack names, read when asked (a plug-in attack
+    registered after this module was imported is included)."""
+    if name == "ATTACK_METHODS":
+        return attack_methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

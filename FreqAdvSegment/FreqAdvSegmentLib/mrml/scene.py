@@ -63,7 +63,8 @@ def save_scene(scene: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".mrb":
-        ok = scene.WriteToMRB(str(path))
+        with _without_zip_chatter():
+            ok = scene.WriteToMRB(str(path))
     elif suffix == ".mrml":
         ok = _write_mrml_with_files(scene, path)
     else:
@@ -97,6 +98,29 @@ def load_scene(path: str | Path, scene: Any = None) -> Any:
 
 
 # --- internals -----------------------------------------------------------------------------------
+
+
+class _without_zip_chatter:
+    """Slicer's zip writer reports every file it adds ("Zip: adding ...", ~40 lines per scene)
+    through VTK's output window. Collect VTK's messages while writing and pass on only the
+    others (real warnings and errors still reach the console, after the write)."""
+
+    def __enter__(self) -> None:
+        import vtk
+
+        self._previous = vtk.vtkOutputWindow.GetInstance()
+        self._previous.Register(None)  # keep it alive while it is not the instance
+        self._collector = vtk.vtkStringOutputWindow()
+        vtk.vtkOutputWindow.SetInstance(self._collector)
+
+    def __exit__(self, *exc: object) -> None:
+        import vtk
+
+        vtk.vtkOutputWindow.SetInstance(self._previous)
+        self._previous.UnRegister(None)
+        kept = [block for block in self._collector.GetOutput().split("\n\n") if block.strip() and "Zip: adding" not in block]
+        for block in kept:
+            self._previous.DisplayText(block.strip() + "\n")
 
 
 def _ensure_cache(scene: Any, cache_dir: str | Path | None) -> None:

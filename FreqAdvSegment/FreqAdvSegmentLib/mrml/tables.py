@@ -60,13 +60,20 @@ def metrics_table(scene: Any, report: dict[str, Any], name: str = "FreqAdvSegmen
     return node
 
 
-def dice_chart(scene: Any, table: Any, name: str = "FreqAdvSegment Dice") -> Any:
+def dice_chart(scene: Any, table: Any, name: str = "FreqAdvSegment Dice", node: Any = None) -> Any:
     """A bar chart of every "Dice ..." column of ``table`` (clean and each attack), one bar
-    group per organ (hover a bar for its organ)."""
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+    group per organ; the x axis is titled with the organ of every bar position (Slicer's bar
+    charts number their positions), hovering a bar shows its organ. ``node``: a chart of an
+    earlier run to refill (its old series are removed)."""
+    chart = node or scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+    for index in reversed(range(chart.GetNumberOfPlotSeriesNodes())):
+        old = chart.GetNthPlotSeriesNode(index)
+        chart.RemoveNthPlotSeriesNodeID(index)
+        if old is not None:
+            scene.RemoveNode(old)
     reference = table.GetAttribute(REFERENCE_ATTRIBUTE) or "reference"
     chart.SetTitle(f"Dice vs {reference}: clean and under attack")
-    chart.SetXAxisTitle("organ (table row; hover a bar for its name)")
+    chart.SetXAxisTitle(organ_axis_title(table))
     chart.SetYAxisTitle("Dice")
     chart.SetYAxisRangeAuto(False)
     chart.SetYAxisRange(0.0, 1.0)
@@ -79,6 +86,12 @@ def dice_chart(scene: Any, table: Any, name: str = "FreqAdvSegment Dice") -> Any
         series.SetColor(*_SERIES_COLORS[index % len(_SERIES_COLORS)])
         chart.AddAndObservePlotSeriesNodeID(series.GetID())
     return chart
+
+
+def organ_axis_title(table: Any) -> str:
+    """"organ: 0 spleen, 1 right kidney, ..." - the organ at every bar position (rows from 0)."""
+    organs = [table.GetCellText(row, 0) for row in range(table.GetNumberOfRows())]
+    return "organ: " + ", ".join(f"{index} {organ}" for index, organ in enumerate(organs))
 
 
 _SERIES_COLORS = ((0.35, 0.35, 0.35), (0.84, 0.15, 0.16), (0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17))

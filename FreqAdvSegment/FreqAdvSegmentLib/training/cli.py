@@ -37,7 +37,7 @@ Ctrl-C stops after the current step with a checkpoint; --resume continues exactl
 Several processes: torchrun --nproc_per_node N -m FreqAdvSegmentLib.cli train ...
 """
 
-_NOT_CONFIG = {"command", "resume", "public_code", "preset", "no_tensorboard", "no_progress", "no_crop_foreground"}
+_NOT_CONFIG = {"command", "resume", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
 
 
 def _trainable_specs():
@@ -124,9 +124,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g.add_argument("--preset", choices=preset_names(trainable),
                    help="the attack's preset instead of its training preset (e.g. public-code, paper, eps8)")
     g.add_argument("--public-code", action="store_true", help="the same as --preset public-code (VAFA as the authors' code runs it)")
-    add_param_flags(g, trainable, training=True)
-    if any("steps" in s.param_names for s in trainable):
-        g.add_argument("--attack-steps", dest="steps", help="the same as --steps: " + param_help("steps", trainable, training=True))
+    attack_group = g  # its parameter flags are added last, once every other flag is known
 
     g = p.add_argument_group("VAFT loss (vafa-fr)")
     g.add_argument("--clean-weight", type=float, help="weight of DiceCE on the clean batch (default 1)")
@@ -161,20 +159,27 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--export", help="also write the final (or --export-which best) model to this .safetensors file")
     g.add_argument("--export-which", choices=["final", "best"], help="which model --export writes (default final)")
+
+    dests = add_param_flags(p, attack_group, trainable, training=True)
+    if dests.get("steps") == "steps":
+        attack_group.add_argument("--attack-steps", dest="steps",
+                                  help="the same as --steps: " + param_help("steps", trainable, training=True))
     return p
 
 
 def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = None):
     """TrainConfig from the options given on the command line, on top of ``saved`` (a resumed
     run's settings) or of the defaults."""
-    from ..attacks.options import chosen_preset, typed_value
-    from .config import TrainConfig, trainable_params
+    from ..attacks.options import chosen_preset, given_params, typed_value
+    from .config import TrainConfig
 
-    given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    flags = given_params(args)
+    dests = set(vars(args).get("_attack_dests", {}).values())
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and k not in dests}
     fields: dict[str, Any] = dict(saved or {})
     attack_params = dict(fields.get("attack_params") or {})
-    for name in sorted(trainable_params() & set(given)):
-        attack_params[name] = typed_value(name, given.pop(name))
+    for name, text in flags.items():
+        attack_params[name] = typed_value(name, text)
     fields["attack_params"] = attack_params
     preset = chosen_preset(args)
     if preset is not None:

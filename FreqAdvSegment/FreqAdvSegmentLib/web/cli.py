@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .params import DEVICES, METHOD_TITLES
+DEVICES = ("auto", "cpu", "cuda")  # as params.DEVICES (not imported: it loads the attack registry)
 
 INSTALL_HINT = 'pip install "trame-slicer[standalone]==2.0.0"'
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -40,7 +40,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"largest grid an upload may declare, in voxels (default {DEFAULT_MAX_VOXELS:,})")
     p.add_argument("--work-dir", default=None,
                    help="folder for uploads and job results (default: a temporary folder removed on exit)")
-    p.add_argument("--method", choices=list(METHOD_TITLES), default="vafa", help="attack selected when the page opens")
+    p.add_argument("--method", default="vafa",
+                   help="attack chosen when the page opens: a registered attack's name (see `freqadv attack --help`)")
     p.add_argument("--device", choices=list(DEVICES), default="auto", help="device selected when the page opens")
     return p
 
@@ -55,8 +56,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from .uploads import Limits
 
+    from ..attacks import registry
+
     if args.port < 0 or args.port > 65535:
         raise ValueError(f"--port must be 0..65535, got {args.port}")
+    args.method = registry.get(args.method).name  # ValueError listing the attacks
     if args.host not in _LOOPBACK:
         print(f"freqadv serve: warning: listening on {args.host}: anyone who can reach it can run jobs and "
               "download results (there is no login)", file=sys.stderr)

@@ -7,7 +7,8 @@ success. This class adds what a shared web session needs:
 
 * at most one job at a time; a second start raises :class:`JobBusy` with a sentence for the user;
 * every job gets its own folder under the session's work folder, named by a random token that
-  download URLs carry; starting the next job deletes the previous folder (and so its token);
+  download URLs carry; the last finished job's folder (and so its downloads) stays until the next
+  job succeeds, so a cancelled or failed run leaves the previous results usable;
 * a failure or cancel never raises out of :meth:`JobRunner.collect`: it becomes ``phase`` and
   ``message`` for the page, which stays usable.
 """
@@ -19,12 +20,13 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..mrml.logic import EngineRun, EngineSettings
-from .params import METHOD_TITLES
+from ..mrml.logic import EngineSettings
+from .engine import WebEngineRun
+from .params import request_title
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +40,35 @@ class JobBusy(RuntimeError):
 
 @dataclass
 class JobRequest:
-    """What the page asked for: model, device and one attack with its engine parameters."""
+    """What the page asked for: model, device and the attacks, as registry request texts
+    (``vafa:public-code,q_max=30``); ``kind`` "segment" runs the model only."""
 
-    method: str
-    params: dict[str, Any] = field(default_factory=dict)
+    requests: tuple[str, ...] = ()
     model: str = "demo-unet"
     device: str = "auto"
+    kind: str = "attack"
 
     @property
     def title(self) -> str:
-        return METHOD_TITLES.get(self.method, self.method)
+        if self.kind == "segment":
+            return "segmentation"
+        return " + ".join(request_title(t) for t in self.requests) or "attack"
 
 
 RunFactory = Callable[..., Any]
-"""Builds a run like EngineRun(scene, volume, kind, method, params, ground_truth, settings)."""
+"""Builds a run: factory(scene, volume, request, ground_truth, settings) -> an EngineRun-like."""
+
+
+def engine_run(scene: Any, volume: Any, request: JobRequest, ground_truth: Any, settings: EngineSettings) -> Any:
+    """The real run: the bridge's engine process with the request's attacks (or segmentation)."""
+    return WebEngineRun(scene, volume, request.kind, ground_truth=ground_truth, settings=settings,
+                        attacks=tuple(request.requests))
 
 
 class JobRunner:
     """The session's job: at most one running, its folder, its outcome."""
 
-    def __init__(self, work_root: Path, run_factory: RunFactory = EngineRun) -> None:
+    def __init__(self, work_root: Path, run_factory: RunFactory = engine_run) -> None:
         self.work_root = Path(work_root)
         self._factory = run_factory
         self._run: Any = None
@@ -65,8 +76,10 @@ class JobRunner:
         self.request: JobRequest | None = None
         self.phase = IDLE
         self.message = ""
-        self.token: str | None = None  # of the finished job whose folder may be downloaded
-        self.folder: Path | None = None
+        self.token: str | None = None  # of the last finished job, whose folder may be downloaded
+        self.folder: Path | None = None  # that job's folder
+        self.done_request: JobRequest | None = None  # what that job was
+        self._pending: Path | None = None  # the running job's folder
 
     @property
     def running(self) -> bool:
@@ -74,28 +87,27 @@ class JobRunner:
 
     @property
     def results_folder(self) -> Path | None:
-        """The finished job's output folder (None unless the last job succeeded)."""
-        return self.folder / RESULTS_DIR if self.phase == DONE and self.folder else None
+        """The last finished job's output folder (None if no job has succeeded yet)."""
+        return self.folder / RESULTS_DIR if self.folder is not None and self.token is not None else None
 
     def start(self, scene: Any, volume: Any, request: JobRequest, ground_truth: Any = None) -> None:
         """Start ``request`` on ``volume``; JobBusy while another job runs, ValueError for
-        unusable inputs (the previous results are then already gone, as the user asked anew)."""
+        unusable inputs. The previous results stay until this job succeeds."""
         if self.running:
             raise JobBusy(self.busy_message())
-        self._discard_folder()
         token = secrets.token_urlsafe(16)
         folder = self.work_root / f"job-{token}"
         folder.mkdir(parents=True)
         settings = EngineSettings(model=request.model, device=request.device, work_root=folder,
                                   keep_folder=folder / RESULTS_DIR)
-        run = self._factory(scene, volume, "attack", request.method, dict(request.params), ground_truth, settings)
         try:
+            run = self._factory(scene, volume, request, ground_truth, settings)
             run.start()
         except BaseException as err:
             shutil.rmtree(folder, ignore_errors=True)
             self._set(FAILED, f"could not start the job: {err}")
             raise
-        self._run, self.request, self.folder, self.token = run, request, folder, None
+        self._run, self.request, self._pending = run, request, folder
         self._started = time.monotonic()
         self._set(RUNNING, "starting the engine...")
 
@@ -131,8 +143,9 @@ class JobRunner:
             return False
         self._run.cancel()
         self._run = None
-        self._discard_folder()
-        self._set(CANCELLED, "cancelled; nothing was changed")
+        self._discard_pending()
+        kept = "the previous results are still shown" if self.token else "nothing was changed"
+        self._set(CANCELLED, f"cancelled; {kept}")
         return True
 
     def collect(self) -> Any:
@@ -145,22 +158,30 @@ class JobRunner:
             results = run.finish()
         except Exception as err:  # any failure is the user's to read, not a server crash
             log.warning("freqadv web job failed: %s", err, exc_info=not isinstance(err, RuntimeError))
-            self._discard_folder()
+            self._discard_pending()
             self._set(FAILED, str(err))
             return None
+        self._discard_folder()  # the previous results are replaced only now
+        self.folder, self._pending, self.done_request = self._pending, None, self.request
         self.token = self.folder.name.removeprefix("job-") if self.folder else None
         self._set(DONE, f"done in {time.monotonic() - self._started:.0f} s")
         return results
 
     def close(self) -> None:
-        """Cancel any running job and delete the job folder (server shutdown)."""
+        """Cancel any running job and delete every job folder (a new input, server shutdown)."""
         self.cancel()
         self._discard_folder()
+        self._set(IDLE, "")
 
     def _set(self, phase: str, message: str) -> None:
         self.phase, self.message = phase, message
 
+    def _discard_pending(self) -> None:
+        if self._pending is not None:
+            shutil.rmtree(self._pending, ignore_errors=True)
+        self._pending = None
+
     def _discard_folder(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder, self.token = None, None
+        self.folder, self.token, self.done_request = None, None, None

@@ -6,6 +6,9 @@
   will not send it cross-origin without a CORS preflight, which this server never approves.
 * ``GET /freqadv/download/<job token>/<path>``: a file of the finished job's output folder (see
   :mod:`.downloads`), or ``freqadv-results.zip`` with all of them; 404 for anything else.
+* ``POST /paraview/``: trame's page first asks this "launcher" address where its websocket is;
+  without an answer it logs "405 (Method Not Allowed)" on every load, then guesses. The answer
+  is the address it would guess (``/ws`` beside the page, same host and scheme).
 * :func:`guard_middleware`: every request, the websocket included, must name an allowed host
   (a DNS-rebinding page gets its own host name refused) and, if it carries an Origin, come from
   this very server (another site's script cannot open the websocket and drive the session).
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 UPLOAD_PATH = "/freqadv/upload"
 DOWNLOAD_PREFIX = "/freqadv/download"
 TOKEN_HEADER = "X-FreqAdv-Token"
+LAUNCHER_PATH = "/paraview/"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 _NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
@@ -49,6 +53,7 @@ def install_routes(app: web.Application, session: Session, bind_host: str) -> No
     app.middlewares.append(guard_middleware(allowed_hostnames(bind_host)))
     app.router.add_post(UPLOAD_PATH, _upload_handler(session))
     app.router.add_get(DOWNLOAD_PREFIX + "/{token}/{path:.+}", _download_handler(session))
+    app.router.add_route("*", LAUNCHER_PATH, _launcher)
 
 
 # --- guard ---------------------------------------------------------------------------------------
@@ -129,6 +134,20 @@ def _download_handler(session: Session) -> Callable[[web.Request], Awaitable[web
         return web.FileResponse(path, headers=headers)
 
     return download
+
+
+def websocket_url(page_path: str) -> str:
+    """The page's websocket, as trame's client derives it: ``ws`` beside the page. USE_HOST is
+    filled in by the client with its own host, and the scheme becomes wss under https."""
+    path = urlsplit(page_path).path or "/"
+    if path.endswith((".html", ".htm")):
+        path = path.rsplit("/", 1)[0]
+    return f"ws://USE_HOST{path.rstrip('/')}/ws"
+
+
+async def _launcher(request: web.Request) -> web.Response:
+    # The page's own address (behind a proxy's path prefix too) is the Referer; else the root.
+    return web.json_response({"sessionURL": websocket_url(request.headers.get("Referer", "/"))}, headers=_NO_SNIFF)
 
 
 def _archive(results: Any) -> Any:

@@ -11,7 +11,8 @@ order, and each before the next costs anything:
    bytes per voxel; 415 / 413): a few hundred KB of gzip can declare gigabytes, and SimpleITK
    would allocate them all before failing.
 
-Only then does :func:`FreqAdvSegmentLib.io.read_image` parse it. Stored files get random names in
+Only then does :func:`FreqAdvSegmentLib.io.read_image` parse it. A DICOM series comes as one
+.zip, checked and unpacked by :mod:`.dicom_zip` instead of step 4. Stored files get random names in
 the session's upload folder; the client only ever holds an opaque id, never a path.
 """
 
@@ -20,12 +21,15 @@ from __future__ import annotations
 import gzip
 import re
 import secrets
+import shutil
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SUFFIXES = (".nii.gz", ".nii", ".nrrd")
+from .dicom_zip import unpack_dicom_zip
+
+SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".zip")  # .zip: one DICOM series
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_VOXELS = 512 * 512 * 1024  # a large abdominal CT at full resolution
 DEFAULT_MAX_IMAGE_BYTES = DEFAULT_MAX_VOXELS * 2  # that CT as int16, as scanners store it
@@ -65,7 +69,8 @@ def volume_suffix(name: str) -> str:
     for suffix in SUFFIXES:  # ".nii.gz" is checked before ".nii"
         if lower.endswith(suffix):
             return suffix
-    raise UploadError(f"{name!r} is not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) volume", 415)
+    raise UploadError(f"{name!r} is not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) volume, nor a .zip of one "
+                      "DICOM series", 415)
 
 
 def check_length(content_length: int | None, limits: Limits) -> None:
@@ -134,7 +139,13 @@ class UploadStore:
         path = self.folder / f"{upload_id}{suffix}"  # our name, never the client's
         await write_limited(chunks, path, self.limits)
         try:
-            size = check_header(path, suffix, self.limits)
+            if suffix == ".zip":
+                folder = self.folder / upload_id
+                size = unpack_dicom_zip(path, folder, self.limits)
+                path.unlink()
+                path = folder  # a DICOM folder, which read_image reads as one series
+            else:
+                size = check_header(path, suffix, self.limits)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -151,7 +162,10 @@ class UploadStore:
     def discard_all(self) -> None:
         """Delete every stored upload."""
         for stored in self._files.values():
-            stored.path.unlink(missing_ok=True)
+            if stored.path.is_dir():
+                shutil.rmtree(stored.path, ignore_errors=True)
+            else:
+                stored.path.unlink(missing_ok=True)
         self._files.clear()
 
 
