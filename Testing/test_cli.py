@@ -70,7 +70,7 @@ def test_outputs_sit_on_the_input_grid(attack_run):
 
 def test_report_contents(attack_run):
     _, out, _ = attack_run
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["reference"] == "ground truth"
     assert report["clean_vs_ground_truth"]["mean_dice"] > 0.5, "the demo model must segment its sample"
     assert set(report["attacks"]) == {"vafa", "pgd"}
@@ -86,7 +86,7 @@ def test_report_contents(attack_run):
 def test_attack_without_labels_targets_clean_prediction(tmp_path):
     out = tmp_path / "nolabels"
     assert main(["attack", CT, "--method", "fgsm", "--eps", "8/255", "--device", "cpu", "-o", str(out)]) == 0
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["reference"] == "clean prediction" and report["clean_vs_ground_truth"] is None
     fgsm = report["attacks"]["fgsm"]
     assert fgsm["vs_reference"]["mean_dice"] == pytest.approx(fgsm["vs_clean_prediction"]["mean_dice"])
@@ -130,12 +130,25 @@ def _write_dicom_series(image: sitk.Image, folder: Path) -> None:
         writer.Execute(s)
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    from FreqAdvSegmentLib.attacks import registry
+
     out = tmp_path / "demo"
     assert main(["demo", "--steps", "1", "--device", "cpu", "-o", str(out)]) == 0
-    report = json.loads((out / "report.json").read_text())
-    assert set(report["attacks"]) == {"vafa", "pgd"}
-    assert (out / "figures" / "vafa_slices.png").stat().st_size > 10_000
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    expected = {"vafa-paper", "vafa-public-code", "pgd"} | ({"sa2"} if "sa2" in registry.names() else set())
+    assert set(report["attacks"]) == expected
+    assert (out / "figures" / "vafa-public-code_slices.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    for name, attack in report["attacks"].items():
+        assert set(attack["budget"]) >= {"linf_hu", "rms_hu", "psnr_db", "ssim"} and attack["strength"], name
+        assert f"{name:<10s} mean Dice" in printed
+    assert printed.count("budget: ") == len(expected)
+    # The demo's curve: VAFA (public code) and PGD, two strengths each, the demo's own runs among them.
+    rows = (out / "curve" / "curve.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 1 + 4
+    assert report["curve"]["summary"].startswith("at SSIM >= 0.95")
+    assert "curve/curve.png" in (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_evaluate_a_datalist(tmp_path):

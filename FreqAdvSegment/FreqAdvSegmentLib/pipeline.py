@@ -24,7 +24,7 @@ import SimpleITK as sitk
 import torch
 
 from .attacks import Attack, AttackResult, registry
-from .attacks.measures import summarize
+from .attacks.measures import budget, body_mask, strength, summarize, visibility
 from .inference import LoadedModel, segment
 from .io import atomic_output_dir, write_image
 from .memory_plan import check_memory, plan_memory
@@ -135,6 +135,7 @@ class AttackOutcome:
     adv_labels: sitk.Image  # original grid
     metrics: dict[str, Any]
     seconds: float
+    delta_hu: sitk.Image | None = None  # adv - clean in HU, original grid (kept for writing)
 
 
 @dataclass
@@ -151,6 +152,14 @@ class JobResult:
     options: RunOptions
     clean_metrics: dict[str, Any] | None
     outcomes: list[AttackOutcome] = field(default_factory=list)
+    gt_model: torch.Tensor | None = None  # [1, 1, H, W, D] ground truth on the model grid
+    body: np.ndarray | None = None  # bool [Z, Y, X] the patient's body on the input grid
+    notes: list[str] = field(default_factory=list)  # lines the report shows first (e.g. the demo's settings)
+
+    @property
+    def reference(self) -> sitk.Image:
+        """What Dice is measured against: the ground truth, else the clean prediction."""
+        return self.ground_truth if self.ground_truth is not None else self.clean_labels
 
 
 def preprocessing_for(loaded: LoadedModel) -> Preprocessing:
@@ -190,6 +199,23 @@ def run_job(
 ) -> JobResult:
     """Segment ``image``, run every attack, and measure each against the ground truth (when
     given) or else against the clean prediction. Nothing is written; see :func:`write_outputs`."""
+    job = start_job(image, loaded, ground_truth, options, progress, attacking=bool(attacks))
+    for request in unique_labels(attacks):  # one output folder per request
+        job.outcomes.append(run_attack(job, request, progress))
+    return job
+
+
+def start_job(
+    image: sitk.Image,
+    loaded: LoadedModel,
+    ground_truth: sitk.Image | None = None,
+    options: RunOptions | None = None,
+    progress: StageProgress | None = None,
+    attacking: bool = True,
+) -> JobResult:
+    """Segment ``image`` and measure the clean result: a job with no attacks yet (a robustness
+    curve then runs many attacks on it with :func:`run_attack`; ``attacking`` sizes the memory
+    check for that)."""
     options = options or RunOptions()
     if ground_truth is not None and options.label_map:
         from .label_map import apply_label_map
@@ -198,27 +224,21 @@ def run_job(
     if ground_truth is not None:  # once, so the attack target and the metrics see the same voxels
         ground_truth = labels_onto_image_grid(ground_truth, image)
         _check_label_values(ground_truth, loaded)  # before the model runs: bad labels fail fast
-    check_run_memory(image, loaded, options, attacking=bool(attacks))
+    check_run_memory(image, loaded, options, attacking=attacking)
     _tick(progress, "segment", 0, 1)
     x, ctx, clean_pred, clean_labels = run_segmentation(image, loaded, options)
     _tick(progress, "segment", 1, 1)
     gt_model = _ground_truth_on_model_grid(ground_truth, ctx, loaded) if ground_truth is not None else None
-    reference = ground_truth if ground_truth is not None else clean_labels
     clean_metrics = _metrics(clean_labels, ground_truth, loaded, options) if ground_truth is not None else None
     job = JobResult(image, ctx, x, clean_pred, clean_labels, ground_truth, loaded, options, clean_metrics)
-    for request in unique_labels(attacks):  # one output folder per request
-        job.outcomes.append(_run_attack(job, request, gt_model, reference, progress))
+    job.gt_model = gt_model
     return job
 
 
-def _run_attack(
-    job: JobResult,
-    request: AttackRequest,
-    gt_model: torch.Tensor | None,
-    reference: sitk.Image,
-    progress: StageProgress | None,
-) -> AttackOutcome:
+def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress | None = None) -> AttackOutcome:
+    """Run one attack on a started job and measure it (the job is not changed)."""
     options, loaded = job.options, job.loaded
+    gt_model, reference = job.gt_model, job.reference
     overlap, batch, _ = window_settings(options, loaded)
     attack = request.build(
         loaded.model,
@@ -235,14 +255,77 @@ def _run_attack(
     seconds = time.perf_counter() - start
     adv_pred = attack.predict(result.adv)
     adv_labels = labels_to_original(adv_pred.cpu(), job.ctx)
+    delta_hu = perturbation_to_hu(result.perturbation.cpu(), job.ctx)
     metrics = {
         "vs_reference": _metrics(adv_labels, reference, loaded, options),
         "vs_clean_prediction": _metrics(adv_labels, job.clean_labels, loaded, options),
         "flip_rate": flip_rate(adv_pred, job.clean_pred),
         "perturbation": summarize(result.clean, result.adv)[0],
         "perturbation_hu_linf": _hu_linf(result, job.ctx),
+        **_budget_metrics(job, attack, delta_hu),
     }
-    return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds)
+    metrics["organ_drops"] = organ_drops(job, metrics["vs_reference"])
+    metrics["label_changes"] = label_changes(job.clean_labels, adv_labels, loaded.spec.label_names)
+    return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds, delta_hu)
+
+
+def _budget_metrics(job: JobResult, attack: Any, delta_hu: sitk.Image) -> dict[str, Any]:
+    """The change's size on the input's grid, inside the body, and whether it is visible."""
+    original = sitk.GetArrayFromImage(sitk.Cast(job.image, sitk.sitkFloat32))
+    if job.body is None:  # one mask per job: every attack is measured on the same voxels
+        job.body = body_mask(original)
+    measured = budget(original, sitk.GetArrayFromImage(delta_hu), job.ctx.window, job.body)
+    return {"budget": measured, "strength": strength(attack, job.ctx.window), "visible": visibility(measured)}
+
+
+def organ_drops(job: JobResult, attacked: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-organ Dice and HD95 change from the clean result to ``attacked``, worst Dice drop first.
+
+    Args:
+        attacked: :func:`segmentation_metrics` of the attacked labels against ``job.reference``.
+    Returns:
+        one dict per organ present in the reference or the clean prediction: ``organ``,
+        ``clean_dice``, ``dice``, ``dice_drop``, ``clean_hd95_mm``, ``hd95_mm``, ``hd95_increase_mm``
+        (against the clean prediction itself, the clean result is Dice 1 and HD95 0).
+    """
+    clean = job.clean_metrics["per_class"] if job.clean_metrics is not None else None
+    rows = []
+    for organ, m in attacked["per_class"].items():
+        c = clean[organ] if clean is not None else {"dice": 1.0, "hd95_mm": 0.0, "pred_voxels": m["ref_voxels"]}
+        if m["ref_voxels"] == 0 and c["pred_voxels"] == 0:
+            continue
+        rows.append({
+            "organ": organ, "clean_dice": c["dice"], "dice": m["dice"], "dice_drop": c["dice"] - m["dice"],
+            "clean_hd95_mm": c["hd95_mm"], "hd95_mm": m["hd95_mm"], "hd95_increase_mm": m["hd95_mm"] - c["hd95_mm"],
+        })
+    # NaN drops (an organ absent from both) sort last.
+    return sorted(rows, key=lambda r: -r["dice_drop"] if r["dice_drop"] == r["dice_drop"] else float("inf"))
+
+
+def label_changes(clean: sitk.Image, attacked: sitk.Image, label_names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Voxels each organ lost and gained under attack, on the input grid (organs with changes only)."""
+    a, b = sitk.GetArrayViewFromImage(clean), sitk.GetArrayViewFromImage(attacked)
+    changed = a != b
+    n = len(label_names)
+    lost = np.bincount(a[changed].ravel(), minlength=n)
+    gained = np.bincount(b[changed].ravel(), minlength=n)
+    return {label_names[i]: {"lost": int(lost[i]), "gained": int(gained[i])} for i in range(n) if lost[i] or gained[i]}
+
+
+def label_change_maps(clean: sitk.Image, attacked: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+    """Where the labels changed: (lost, gained) label maps on the input grid.
+
+    ``lost`` holds the clean label of every changed voxel (the organ lost there), ``gained`` the
+    attacked label (the organ gained); 0 where nothing changed. Both use the model's label values,
+    so Slicer and the web viewer colour them like any segmentation."""
+    a, b = sitk.GetArrayFromImage(clean), sitk.GetArrayFromImage(attacked)
+    changed = a != b
+    maps = []
+    for values in (a, b):
+        img = sitk.GetImageFromArray(np.where(changed, values, 0).astype(np.uint8))
+        img.CopyInformation(clean)
+        maps.append(img)
+    return maps[0], maps[1]
 
 
 def check_run_memory(image: sitk.Image, loaded: LoadedModel, options: RunOptions, attacking: bool) -> None:
@@ -304,19 +387,29 @@ def output_files(job: JobResult, suffix: str = ".nii.gz") -> dict[str, str]:
         files[f"{name}/adversarial"] = f"{name}/adversarial{suffix}"
         files[f"{name}/perturbation_hu"] = f"{name}/perturbation_hu{suffix}"
         files[f"{name}/adversarial_labels"] = f"{name}/adversarial_labels{suffix}"
+        files[f"{name}/labels_lost"] = f"{name}/labels_lost{suffix}"
+        files[f"{name}/labels_gained"] = f"{name}/labels_gained{suffix}"
     return files
 
 
-def write_outputs(job: JobResult, out_dir: str | Path, overwrite: bool = False, suffix: str = ".nii.gz") -> Path:
+def write_outputs(
+    job: JobResult, out_dir: str | Path, overwrite: bool = False, suffix: str = ".nii.gz", curve: Sequence[Any] | None = None
+) -> Path:
     """Write volumes (on the input's grid), report.json and report.html into ``out_dir``,
-    atomically: a crash or cancel leaves no half-written folder."""
+    atomically: a crash or cancel leaves no half-written folder. ``curve`` (robustness-curve
+    points, see :mod:`.curve`) adds ``curve/`` and the curve figure to the report."""
     from .report import write_report  # matplotlib is only needed here
 
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_image(job.clean_labels, tmp / f"clean_labels{suffix}")
         for outcome in job.outcomes:
             _write_attack(job, outcome, tmp / outcome.request.label, suffix)
-        write_report(job, tmp, output_files(job, suffix))
+        curve_summary = None
+        if curve:
+            from .curve import write_curve_files
+
+            curve_summary = write_curve_files(list(curve), tmp / "curve")
+        write_report(job, tmp, output_files(job, suffix), curve=curve_summary)
     return Path(out_dir)
 
 
@@ -325,5 +418,9 @@ def _write_attack(job: JobResult, outcome: AttackOutcome, folder: Path, suffix: 
     result = outcome.result
     adv_hu = adversarial_to_original(result.adv.cpu(), result.clean.cpu(), job.image, job.ctx)
     write_image(adv_hu, folder / f"adversarial{suffix}")
-    write_image(perturbation_to_hu(result.perturbation.cpu(), job.ctx), folder / f"perturbation_hu{suffix}")
+    delta_hu = outcome.delta_hu if outcome.delta_hu is not None else perturbation_to_hu(result.perturbation.cpu(), job.ctx)
+    write_image(delta_hu, folder / f"perturbation_hu{suffix}")
     write_image(outcome.adv_labels, folder / f"adversarial_labels{suffix}")
+    lost, gained = label_change_maps(job.clean_labels, outcome.adv_labels)
+    write_image(lost, folder / f"labels_lost{suffix}")
+    write_image(gained, folder / f"labels_gained{suffix}")

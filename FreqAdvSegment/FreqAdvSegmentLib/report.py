@@ -6,7 +6,14 @@ Figures (in ``figures/``):
   on the axial and coronal slices where the attack changed the most;
 - ``dice.png``: per-organ Dice (and HD95) clean vs under each attack;
 - ``spectrum.png``: share of each perturbation's energy per frequency band;
-- ``history.png``: the attack loss (and VAFA's SSIM) per step.
+- ``history.png``: the attack loss (and VAFA's SSIM) per step;
+- ``<attack>_changes.png``: where the labels changed, coloured by the organ lost and the organ
+  gained (the same maps are written as ``<attack>/labels_lost`` and ``labels_gained`` volumes);
+- ``curve/curve.png`` (when a robustness curve was run, e.g. by ``freqadv demo``).
+
+Every attack's row carries its budget (the size of the change on the input's grid, inside the
+body: L-inf and RMS in HU, PSNR, SSIM, and the attack's own strength parameter) and, in plain
+words, a warning when the change would be visible.
 """
 
 from __future__ import annotations
@@ -25,14 +32,22 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from . import __version__  # noqa: E402
+from .attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM  # noqa: E402
 from .labels import BTCV_COLORS  # noqa: E402
 
 
-def write_report(job, folder: Path, files: dict[str, str]) -> dict[str, Any]:
-    """Write report.json, report.html and figures/ for a finished :class:`JobResult`."""
+def write_report(job, folder: Path, files: dict[str, str], curve: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write report.json, report.html and figures/ for a finished :class:`JobResult`.
+
+    ``curve``: what :func:`~.curve.write_curve_files` returned for ``folder / "curve"``, if a
+    robustness curve was run; its sentence and figure go into the report."""
     (folder / "figures").mkdir(exist_ok=True)
     report = report_dict(job, files)
     figures = _figures(job, folder / "figures")
+    if curve is not None:
+        figures["robustness curve (Dice against SSIM and against the largest HU change)"] = "curve/curve.png"
+        report["curve"] = {"summary": curve["sentence"], "csv": "curve/curve.csv", "html": "curve/curve.html",
+                           "points": len(curve["points"])}
     report["figures"] = figures
     (folder / "report.json").write_text(json.dumps(_json_safe(report), indent=2), encoding="utf-8")
     (folder / "report.html").write_text(_html(report), encoding="utf-8")
@@ -52,6 +67,7 @@ def report_dict(job, files: dict[str, str]) -> dict[str, Any]:
         "reference": "ground truth" if job.ground_truth is not None else "clean prediction",
         "clean_vs_ground_truth": job.clean_metrics,
         "attacks": {o.request.label: _attack_entry(o) for o in job.outcomes},
+        "notes": list(getattr(job, "notes", [])),
         "files": files,
     }
 
@@ -112,6 +128,9 @@ def _figures(job, folder: Path) -> dict[str, str]:
         name = f"{outcome.request.label}_slices.png"
         _slices_figure(job, outcome, folder / name)
         figures[f"{outcome.request.label} slices"] = f"figures/{name}"
+        name = f"{outcome.request.label}_changes.png"
+        _changes_figure(job, outcome, folder / name)
+        figures[f"{outcome.request.label}: where the labels changed (organ lost, organ gained)"] = f"figures/{name}"
     if job.outcomes:
         _dice_figure(job, folder / "dice.png")
         _spectrum_figure(job, folder / "spectrum.png")
@@ -157,6 +176,34 @@ def _slices_figure(job, outcome, path: Path) -> None:
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(f"{outcome.request.label}: R on screen left (radiological view)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _changes_figure(job, outcome, path: Path) -> None:
+    """The label-change map: changed voxels coloured by the organ lost (left) and gained (right)."""
+    x = job.x[0, 0].cpu().numpy()
+    clean, adv = job.clean_pred[0, 0].cpu().numpy(), outcome.adv_pred[0, 0].cpu().numpy()
+    changed = clean != adv
+    n = len(job.loaded.spec.label_names)
+    cmap = _label_cmap(n).with_extremes(bad=(0, 0, 0, 0))
+    spacing = job.ctx.model.spacing
+    views = [("axial", _axial, 2, spacing[1] / spacing[0]), ("coronal", _coronal, 1, spacing[2] / spacing[0])]
+    fig, axes = plt.subplots(2, 2, figsize=(9, 8.5))
+    for row, (view, cut, axis, aspect) in enumerate(views):
+        index = _most_changed(changed, clean > 0, axis)
+        for col, (what, labels) in enumerate((("lost", clean), ("gained", adv))):
+            ax = axes[row, col]
+            ax.imshow(cut(x, index), cmap="gray", vmin=0, vmax=1, aspect=aspect)
+            shown = np.ma.masked_where(~cut(changed, index), cut(labels, index))
+            ax.imshow(shown, cmap=cmap, vmin=0, vmax=n - 1, interpolation="nearest", aspect=aspect)
+            ax.set_title(f"organ {what} where labels changed\n{view} slice {index}", fontsize=9)
+            ax.axis("off")
+    changes = outcome.metrics.get("label_changes", {})
+    worst = sorted(changes.items(), key=lambda kv: -(kv[1]["lost"] + kv[1]["gained"]))[:4]
+    text = "; ".join(f"{k}: -{v['lost']} +{v['gained']}" for k, v in worst) or "no label changed"
+    fig.suptitle(f"{outcome.request.label}: {text} voxels (input grid)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -274,6 +321,63 @@ def _organ_table(report: dict[str, Any]) -> str:
     return f"<table><tr><th>organ</th><th>reference voxels</th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _budget_table(report: dict[str, Any]) -> str:
+    rows = []
+    for name, a in report["attacks"].items():
+        b, st = a.get("budget"), a.get("strength")
+        if b is None:
+            continue
+        visible = "<b style='color:#b00'>yes</b>" if a.get("visible") else "no"
+        settings = ", ".join(f"{k}={_fmt(v, 4)}" for k, v in a["params"].items()) or "defaults"
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(a['method'])}: {settings}</td><td>{html.escape(st['text'] if st else '–')}</td>"
+            f"<td>{_fmt(b['linf_hu'], 1)}</td><td>{_fmt(b['rms_hu'], 2)}</td><td>{_fmt(b['psnr_db'], 1)}</td>"
+            f"<td>{_fmt(b['ssim'], 3)}</td><td>{visible}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return ("<table id='budgets'><tr><th>attack</th><th>settings</th><th>strength</th><th>max |change| (HU)</th><th>RMS change (HU)</th>"
+            f"<th>PSNR (dB)</th><th>SSIM</th><th>visible?</th></tr>{''.join(rows)}</table>")
+
+
+def _metric_help() -> str:
+    items = dict(METRIC_HELP)
+    items["visible?"] = f"yes when the largest change exceeds {VISIBLE_HU:g} HU or SSIM is under {VISIBLE_SSIM:g}"
+    items["Dice"] = "overlap of an organ with the reference, 2|A∩B| / (|A| + |B|): 1 is perfect, 0 no overlap"
+    items["HD95"] = "95th-percentile distance between the two organ surfaces, in mm: how far off the boundary is"
+    return "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in items.items())
+
+
+def _warnings(report: dict[str, Any]) -> str:
+    lines = [f"<li><b>{html.escape(n)}</b>: {html.escape(a['visible'])}</li>" for n, a in report["attacks"].items() if a.get("visible")]
+    return f"<ul id='visible' style='color:#b00'>{''.join(lines)}</ul>" if lines else ""
+
+
+def _drop_tables(report: dict[str, Any]) -> str:
+    out = []
+    for name, a in report["attacks"].items():
+        changes = a.get("label_changes", {})
+        rows = "".join(
+            f"<tr><td>{html.escape(r['organ'])}</td><td>{_fmt(r['clean_dice'])}</td><td>{_fmt(r['dice'])}</td>"
+            f"<td>{_fmt(r['dice_drop'])}</td><td>{_fmt(r['clean_hd95_mm'], 1)}</td><td>{_fmt(r['hd95_mm'], 1)}</td>"
+            f"<td>{_fmt(r['hd95_increase_mm'], 1)}</td><td>{changes.get(r['organ'], {}).get('lost', 0)}</td>"
+            f"<td>{changes.get(r['organ'], {}).get('gained', 0)}</td></tr>"
+            for r in a.get("organ_drops", [])
+        )
+        out.append(f"<h3>{html.escape(name)}</h3><table class='drops'><tr><th>organ</th><th>clean Dice</th><th>attacked Dice</th>"
+                   "<th>Dice drop</th><th>clean HD95 (mm)</th><th>attacked HD95 (mm)</th><th>HD95 increase (mm)</th>"
+                   f"<th>voxels lost</th><th>voxels gained</th></tr>{rows}</table>")
+    return "".join(out)
+
+
+def _curve_section(report: dict[str, Any]) -> str:
+    curve = report.get("curve")
+    if not curve:
+        return ""
+    return (f"<h2>Robustness curve</h2><p id='curve-summary'><b>{html.escape(curve['summary'])}</b>. "
+            f"{curve['points']} points; <a href='{curve['html']}'>curve page</a>, <a href='{curve['csv']}'>curve.csv</a>.</p>")
+
+
 def _html(report: dict[str, Any]) -> str:
     figures = "".join(
         f"<figure><img src='{html.escape(src)}' alt='{html.escape(title)}'><figcaption>{html.escape(title)}</figcaption></figure>"
@@ -291,11 +395,21 @@ img{{max-width:100%}} figure{{margin:1em 0}}</style></head><body>
 input grid {html.escape(str(report['input_grid']['size']))} at {html.escape(_spacing(report['input_grid']['spacing_mm']))} mm,
 model grid {html.escape(str(report['model_grid']['size']))} at {html.escape(_spacing(report['model_grid']['spacing_mm']))} mm.
 Metrics are on the input's grid, against the <b>{ref}</b>; means exclude background unless asked.</p>
+{''.join(f"<p class='note'><b>{html.escape(n)}</b></p>" for n in report.get("notes", []))}
 <h2>Summary</h2>
 <table id="summary"><tr><th>condition</th><th>mean Dice vs {ref}</th><th>mean HD95 (mm)</th><th>Dice vs clean prediction</th>
 <th>labels flipped (%)</th><th>L-inf (HU)</th><th>PSNR (dB)</th><th>SSIM</th><th>seconds</th></tr>
 {_summary_rows(report)}</table>
+<h2>Budgets: how large each change is</h2>
+<p>Measured on the input's own grid, inside the patient's body (a mask from the CT), so that the air
+around the patient does not make a change look smaller or larger. Compare attacks at equal budget:
+a larger Dice drop bought with a larger, visible change is not a stronger attack.</p>
+{_budget_table(report)}
+<ul>{_metric_help()}</ul>
+{_warnings(report)}
 <h2>Per organ</h2>{_organ_table(report)}
+<h2>Where it broke: per-organ drops, worst first</h2>{_drop_tables(report)}
+{_curve_section(report)}
 <h2>Figures</h2>{figures}
 <h2>Files</h2><ul>{files}</ul>
 <p style="color:#777">freqadvsegment {html.escape(report['freqadvsegment_version'])}</p>

@@ -1,16 +1,20 @@
 """How big, and where in frequency, a perturbation is.
 
-All measures take the clean and adversarial volumes [B, C, H, W, D] in [0, 1] and return one
-value per batch item, so a report can show them per case.
+The first measures take the clean and adversarial volumes [B, C, H, W, D] in [0, 1] on the model
+grid and return one value per batch item. The budget measures (:func:`budget`) work on the
+input's own grid, in HU, inside the patient's body: they are what every result reports beside its
+Dice, and what :func:`visibility` judges.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 
-from .ssim import ssim3d
+from .ssim import ssim3d, ssim3d_local
 
 
 def linf(clean: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
@@ -73,3 +77,155 @@ def summarize(clean: torch.Tensor, adv: torch.Tensor, bands: int = 4) -> list[di
         {**{k: float(v[i]) for k, v in values.items()}, "band_energy": [float(e) for e in energy[i]]}
         for i in range(clean.shape[0])
     ]
+
+
+# --- budgets on the input's own grid, inside the body ---------------------------------------------
+#
+# What a radiologist would see is the change to the CT they gave us, on its own grid and in HU, so
+# the budget of every result is measured there and not on the model's resampled [0, 1] grid. Air
+# around the patient is left out: it is most of a CT, so it would pull RMS down and SSIM up (or,
+# where the attack stretches it, the other way) and make a visible change look small.
+
+VISIBLE_HU = 50.0
+"""A largest in-body change above this many HU is called visible (a soft-tissue contrast step)."""
+VISIBLE_SSIM = 0.9
+"""An in-body 3D SSIM below this is called visible."""
+BODY_THRESHOLD_HU = -500.0
+"""Voxels above this HU belong to the body (air is about -1000, fat about -100)."""
+
+METRIC_HELP = {
+    "linf_hu": "largest change of any voxel inside the body, in HU",
+    "rms_hu": "root-mean-square change over the voxels inside the body, in HU",
+    "psnr_db": "peak signal-to-noise ratio inside the body, the peak being the model's HU window width; higher is closer",
+    "ssim": "3D structural similarity inside the body at the model's HU window (1 = identical; under 0.9 is visible)",
+    "strength": "the attack's own budget parameter (eps for voxel attacks, q_max for VAFA)",
+}
+"""One line per budget figure, for reports and help texts."""
+
+
+def body_mask(hu: np.ndarray, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """The patient's body in a CT: the largest connected region above ``threshold_hu``, holes filled.
+
+    Args:
+        hu: CT values [Z, Y, X] (a SimpleITK array) in HU.
+    Returns:
+        bool [Z, Y, X]; the whole volume when nothing is above the threshold (e.g. a volume cropped
+        inside the body has no outside air to leave out).
+    """
+    import SimpleITK as sitk  # only here: the attacks themselves need no SimpleITK
+
+    above = sitk.GetImageFromArray((hu > threshold_hu).astype(np.uint8))
+    if not np.any(hu > threshold_hu):
+        return np.ones(hu.shape, dtype=bool)
+    largest = sitk.RelabelComponent(sitk.ConnectedComponent(above), sortByObjectSize=True) == 1
+    # Lungs and bowel gas are inside the patient: fill every cavity the body encloses.
+    filled = sitk.BinaryFillhole(sitk.Cast(largest, sitk.sitkUInt8))
+    return sitk.GetArrayFromImage(filled).astype(bool)
+
+
+def budget(
+    original_hu: np.ndarray,
+    delta_hu: np.ndarray,
+    window: tuple[float, float],
+    mask: np.ndarray | None = None,
+) -> dict[str, float]:
+    """How large a change is, as a radiologist would see it.
+
+    Args:
+        original_hu: the clean CT [Z, Y, X] in HU, on the input's own grid.
+        delta_hu: the change [Z, Y, X] in HU on the same grid (adversarial - original).
+        window: the model's intensity window (a_min, a_max) in HU; PSNR's peak is its width and
+            SSIM compares the two volumes as the model sees them (windowed to [0, 1]).
+        mask: bool [Z, Y, X] voxels to measure (default: :func:`body_mask` of ``original_hu``).
+    Returns:
+        ``{"linf_hu", "rms_hu", "psnr_db", "ssim", "body_voxels", "linf_hu_anywhere"}`` (plain
+        floats; psnr_db is inf for no change, ssim NaN for a volume thinner than 3 voxels).
+    """
+    if original_hu.shape != delta_hu.shape:
+        raise ValueError(f"the CT {original_hu.shape} and its change {delta_hu.shape} must be on one grid")
+    mask = body_mask(original_hu) if mask is None else mask.astype(bool)
+    inside = np.abs(delta_hu[mask]).astype(np.float64)
+    linf_hu = float(inside.max()) if inside.size else 0.0
+    rms_hu = float(np.sqrt(np.mean(inside**2))) if inside.size else 0.0
+    width = float(window[1] - window[0])
+    return {
+        "linf_hu": linf_hu,
+        "rms_hu": rms_hu,
+        "psnr_db": 20.0 * math.log10(width / rms_hu) if rms_hu > 0 else float("inf"),
+        "ssim": masked_ssim(_windowed(original_hu, window), _windowed(original_hu + delta_hu, window), mask),
+        "body_voxels": int(mask.sum()),
+        "linf_hu_anywhere": float(np.abs(delta_hu).max()) if delta_hu.size else 0.0,
+    }
+
+
+def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray, slab: int = 32) -> float:
+    """Mean local 3D SSIM (3-voxel Gaussian window, as VAFA's own term) over ``mask``.
+
+    Args:
+        a, b: [Z, Y, X] in [0, 1]; mask: bool [Z, Y, X].
+        slab: Z-slices per pass, so a 512 x 512 x 600 CT never needs its five moment volumes at once.
+    Returns:
+        the mean over the masked voxels at least one voxel from the border; NaN if there are none.
+    """
+    if min(a.shape) < 3:
+        return float("nan")
+    inner = mask[1:-1, 1:-1, 1:-1]
+    total, count = 0.0, int(inner.sum())
+    if count == 0:
+        return float("nan")
+    for start in range(0, a.shape[0] - 2, slab):
+        stop = min(start + slab + 2, a.shape[0])  # 2 extra slices: the window's halo
+        x = torch.from_numpy(np.ascontiguousarray(a[start:stop], dtype=np.float32))[None, None]
+        y = torch.from_numpy(np.ascontiguousarray(b[start:stop], dtype=np.float32))[None, None]
+        local = ssim3d_local(x, y)[0].numpy()  # [stop - start - 2, Y - 2, X - 2]
+        total += float(local[inner[start : stop - 2]].sum(dtype=np.float64))
+    return total / count
+
+
+def _windowed(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """HU to the model's [0, 1] scale, clipped (as preprocessing does)."""
+    a_min, a_max = window
+    return np.clip((hu.astype(np.float32) - a_min) / (a_max - a_min), 0.0, 1.0)
+
+
+def visibility(measured: dict[str, float], max_hu: float = VISIBLE_HU, min_ssim: float = VISIBLE_SSIM) -> str | None:
+    """A plain-words warning when a change could be seen on the CT, else None.
+
+    Args:
+        measured: a :func:`budget` dict.
+    """
+    reasons = []
+    if measured["linf_hu"] > max_hu:
+        reasons.append(f"some voxels change by {measured['linf_hu']:.0f} HU (more than {max_hu:g} HU)")
+    ssim = measured["ssim"]
+    if ssim == ssim and ssim < min_ssim:  # NaN (too thin to measure) is not a finding
+        reasons.append(f"the structural similarity is {ssim:.2f} (below {min_ssim:g})")
+    if not reasons:
+        return None
+    return "VISIBLE CHANGE: " + " and ".join(reasons) + "; a reader could see this on the CT, so this is not an imperceptible attack"
+
+
+def strength(attack: Any, window: tuple[float, float] | None = None) -> dict[str, Any] | None:
+    """The attack's own budget parameter (its registry spec's ``strength``), as a dict.
+
+    Args:
+        attack: a built attack object (``registry.build(...)``).
+        window: the model's HU window; intensity budgets (eps, std) are also given in HU through it.
+    Returns:
+        ``{"param", "value", "shown", "unit", "hu", "text"}`` (``shown`` in the units people type,
+        e.g. 4 for eps 4/255; ``hu`` None unless an intensity), or None for an unregistered attack.
+    """
+    from . import registry
+    from .spec import INTENSITY
+
+    spec = next((s for s in registry.specs() if type(attack) is s.cls), None)
+    if spec is None or spec.strength is None:
+        return None
+    param = spec.param(spec.strength)
+    value = float(getattr(attack, spec.strength))
+    shown = value * param.display_scale
+    hu = value * (window[1] - window[0]) if (window is not None and param.unit == INTENSITY) else None
+    text = f"{param.name} {shown:g}" + (f"/{param.display_scale:g}" if param.display_scale != 1 else "")
+    if hu is not None:
+        text += f" (= {hu:.1f} HU on the model's window)"
+    return {"param": param.name, "value": value, "shown": shown, "unit": param.unit, "hu": hu, "text": text}

@@ -34,6 +34,18 @@ def ssim3d_map(x: torch.Tensor, y: torch.Tensor, win_size: int = 3, sigma: float
     Returns:
         [N] mean SSIM per volume ("valid" window positions only; negatives clamped to 0).
     """
+    return ssim3d_local(x, y, win_size, sigma).flatten(1).mean(1)
+
+
+def ssim3d_local(x: torch.Tensor, y: torch.Tensor, win_size: int = 3, sigma: float = 1.5) -> torch.Tensor:
+    """The local SSIM values themselves, so a caller can average them over a mask.
+
+    Args:
+        x, y: [N, 1, h, w, d] in [0, 1], each side >= win_size.
+    Returns:
+        [N, h - win_size + 1, w - win_size + 1, d - win_size + 1] ("valid" positions; the value
+        at index i belongs to the voxel i + win_size // 2; negatives clamped to 0).
+    """
     k = _gaussian_kernel3d(win_size, sigma, x.device, x.dtype)
     # One conv for the five local moments keeps the work in a single kernel call.
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [N, 5, h, w, d]
@@ -45,7 +57,7 @@ def ssim3d_map(x: torch.Tensor, y: torch.Tensor, win_size: int = 3, sigma: float
     cov = xy - mu_x * mu_y
     cs = (2 * cov + C2) / (var_x + var_y + C2)
     lum = (2 * mu_x * mu_y + C1) / (mu_x**2 + mu_y**2 + C1)
-    return (lum * F.relu(cs)).flatten(1).mean(1)
+    return lum * F.relu(cs)
 
 
 def blockwise_ssim3d(x: torch.Tensor, y: torch.Tensor, block: int, win_size: int = 3) -> torch.Tensor:

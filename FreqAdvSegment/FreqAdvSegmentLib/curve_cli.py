@@ -1,0 +1,105 @@
+"""``freqadv curve``: sweep attacks' strengths on one CT and write curve.csv, curve.png, curve.html.
+
+    freqadv curve CT.nii.gz --method vafa:public-code --method pgd --labels GT.nii.gz -o curve/
+    freqadv curve CT.nii.gz --method pgd --points pgd=1/255,2/255,4/255 --models demo-unet demo-unet-vaft -o c/
+    freqadv curve CT.nii.gz --method vafa --method pgd -o curve/ --resume     # after an interruption
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+CURVE_DESCRIPTION = """\
+For one CT, one or more models and several attacks: run each attack at several strengths (its own
+strength parameter: eps for voxel attacks, q_max for VAFA; defaults from the attack registry) and
+write OUT/curve.csv (one row per point), OUT/curve.png (mean Dice against in-body SSIM and against
+the largest HU change, one line per attack and model) and OUT/curve.html, with the sentence "at SSIM
+>= 0.95 the strongest attack here is X". Each measured point is saved beside OUT as it finishes, so
+an interrupted sweep continues with --resume."""
+
+
+def add_curve_parser(sub: Any, formatter: type) -> None:
+    """The ``curve`` sub-command."""
+    from .cli import _add_run_options
+
+    p = sub.add_parser("curve", help="robustness curves: Dice against SSIM and HU change over each attack's strength",
+                       description=CURVE_DESCRIPTION, formatter_class=formatter)
+    p.add_argument("input", help="CT volume in HU: .nii/.nii.gz/.nrrd/.mha or a DICOM series folder")
+    p.add_argument("-o", "--output", required=True, help="output folder (created atomically)")
+    p.add_argument("--labels", default=None, help="ground-truth label map; without it, Dice is against the clean prediction")
+    p.add_argument("--method", action="append", default=None, metavar="REQUEST",
+                   help="attack request name[:preset][,key=value...], e.g. vafa:public-code or pgd,steps=10; repeat (default: vafa and pgd)")
+    p.add_argument("--points", action="append", default=[], metavar="ATTACK=V1,V2,...",
+                   help="strengths to sweep for one attack, in its own units (e.g. vafa=5,10,20 or pgd=1/255,4/255); default: the registry's sweep")
+    p.add_argument("--steps", type=int, default=None, help="steps for every attack that takes them (default: each attack's own)")
+    p.add_argument("--models", nargs="+", default=None, help="several models, one set of lines each (registry names or files)")
+    p.add_argument("--resume", action="store_true", help="reuse the points an interrupted run with the same settings saved")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    _add_run_options(p)
+
+
+def curve_attacks(methods: list[str], steps: int | None) -> list:
+    """CurveAttacks from the --method texts; --steps added to those that take steps and set none."""
+    from .curve import CurveAttack
+
+    attacks, seen = [], set()
+    for text in methods:
+        attack = CurveAttack.parse(text)
+        if steps is not None and "steps" in attack.spec.param_names and "steps" not in attack.params:
+            attack = CurveAttack(attack.text + f",steps={steps}", attack.spec, attack.preset, {**attack.params, "steps": steps})
+        if attack.text in seen:
+            raise ValueError(f"--method {text!r} is given twice")
+        seen.add(attack.text)
+        attacks.append(attack)
+    return attacks
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from .cli import BarProgress, run_options
+    from .curve import PartialSweep, parse_points, summary_sentence, sweep, sweep_values, write_curve
+    from .inference import load_segmentation_model
+    from .io import check_output_target, read_image
+    from .pipeline import start_job
+
+    attacks = curve_attacks(args.method or ["vafa", "pgd"], args.steps)
+    points = parse_points(args.points, attacks)
+    models = args.models or [args.model]
+    image = read_image(args.input)
+    labels = read_image(args.labels) if args.labels else None
+    options = run_options(args)
+    partial = PartialSweep(args.output, _settings(args, attacks, points, models, options))
+    inputs = [p for p in (args.input, args.labels, *models) if p and Path(p).exists()]
+    check_output_target(args.output, args.overwrite, inputs)  # before any model work
+    done = partial.start(args.resume)
+    if done:
+        print(f"resuming: {len(done)} point(s) already measured", file=sys.stderr)
+    per_model = sum(len(sweep_values(a, points)) for a in attacks)
+    progress, results = BarProgress(), []
+    for i, name in enumerate(models):
+        loaded = load_segmentation_model(name, args.device)
+        job = start_job(image, loaded, labels, options)
+        results += sweep(job, attacks, points, progress, done, partial.add, (i * per_model, len(models) * per_model))
+    out = write_curve(results, args.output, overwrite=args.overwrite, inputs=inputs)
+    partial.remove()
+    for p in results:
+        flag = "  VISIBLE" if p.visible else ""
+        print(f"{p.model:<16s} {p.attack:<28s} {p.param}={p.shown:<8.4g} Dice {p.mean_dice:.3f} (drop {p.dice_drop:+.3f})  "
+              f"max {p.linf_hu:6.1f} HU  RMS {p.rms_hu:5.1f} HU  SSIM {p.ssim:.3f}{flag}")
+    print(summary_sentence(results))
+    print(f"curve: {out / 'curve.html'}")
+    return 0
+
+
+def _settings(args: argparse.Namespace, attacks: list, points: dict, models: list[str], options) -> dict[str, Any]:
+    """Everything that changes a point's value; --resume reuses points only if all of it matches."""
+    source = Path(args.input).resolve()
+    stat = source.stat() if source.is_file() else None
+    return {
+        "input": str(source), "input_bytes": stat.st_size if stat else None, "input_mtime": stat.st_mtime if stat else None,
+        "labels": str(Path(args.labels).resolve()) if args.labels else None,
+        "models": models, "attacks": [a.text for a in attacks], "points": {k: list(v) for k, v in points.items()},
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}, "device": args.device,
+    }
