@@ -29,7 +29,7 @@ import SimpleITK as sitk
 import torch
 
 from .models.factory import build_model
-from .models.spec import ModelSpec
+from .models.spec import NATIVE, ModelSpec
 
 _PHYSICAL_AXIS = {"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}
 # Per voxel of one window, for networks that cannot be traced on the meta device (SwinUNETR
@@ -125,7 +125,7 @@ def _model_grid_shape(image: sitk.Image, spec: ModelSpec) -> tuple[int, int, int
     size, spacing = image.GetSize(), image.GetSpacing()
     if spec.target_spacing is None:
         return tuple(int(n) for n in size)
-    if spec.orientation == "native":  # the model works on the image's own axes (nnU-Net)
+    if spec.orientation.upper() == NATIVE:  # the model works on the image's own axes (nnU-Net)
         return tuple(max(1, math.ceil(size[i] * spacing[i] / spec.target_spacing[i])) for i in range(3))
     direction = [image.GetDirection()[r * 3 : r * 3 + 3] for r in range(3)]
     oriented_axis = {_PHYSICAL_AXIS[c]: k for k, c in enumerate(spec.orientation)}
