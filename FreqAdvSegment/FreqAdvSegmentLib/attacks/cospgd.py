@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import AttackResult, Progress
+from .losses import SegLoss
 from .spec import AttackSpec
 from .voxel import _ALPHA, _EPS, _EPS_SWEEP, _EPS8, _STEPS, PGD
 
@@ -37,16 +37,8 @@ class CosPGD(PGD):
 
     name = "cospgd"
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, progress: Progress | None) -> AttackResult:
-        x_adv = self._start(x)
-        history = []
-        for step in range(self.steps):
-            loss, grad = self.loss_grad(x_adv, y, cospgd_loss)
-            x_adv = self._project(x_adv + self.alpha * grad.sign(), x)
-            history.append({"step": step, "loss": loss})
-            self._tick(progress, step + 1, self.steps)
-        return AttackResult(x_adv, x, y, history)
-
+    def _step_loss(self, step: int) -> tuple[SegLoss, dict[str, float]]:
+        return cospgd_loss, {}
 
 SPEC = AttackSpec(
     "cospgd", CosPGD, "CosPGD",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .base import Attack, AttackResult, Progress
-from .losses import cw_margin_loss
+from .losses import SegLoss, cw_margin_loss
 from .spec import INTENSITY, RATIO, STEPS, WEIGHT, AttackSpec, Param, Preset
 
 
@@ -55,11 +55,17 @@ class BIM(Attack):
         x_adv = self._start(x)
         history = []
         for step in range(self.steps):
-            loss, grad = self.loss_grad(x_adv, y)
+            loss_fn, notes = self._step_loss(step)
+            loss, grad = self.loss_grad(x_adv, y, loss_fn)
             x_adv = self._project(x_adv + self.alpha * grad.sign(), x)
-            history.append({"step": step, "loss": loss})
+            history.append({"step": step, "loss": loss, **notes})
             self._tick(progress, step + 1, self.steps)
         return AttackResult(x_adv, x, y, history)
+
+    def _step_loss(self, step: int) -> tuple[SegLoss | None, dict[str, float]]:
+        """The loss to ascend at ``step`` (None: the attack's own, DiceCE by default) and what to
+        note in the step's history. Variants of PGD (SegPGD, CosPGD) change only this."""
+        return None, {}
 
     def _start(self, x: torch.Tensor) -> torch.Tensor:
         if not self.random_start:
