@@ -182,6 +182,13 @@ def run_segmentation(
     """Segment one CT: returns (x [1,1,H,W,D], ctx, prediction [1,1,H,W,D], labels on the original grid)."""
     options = options or RunOptions()
     check_run_memory(image, loaded, options, attacking=False)
+    return _segment(image, loaded, options)
+
+
+def _segment(
+    image: sitk.Image, loaded: LoadedModel, options: RunOptions
+) -> tuple[torch.Tensor, GridContext, torch.Tensor, sitk.Image]:
+    """run_segmentation without its memory check, for callers that made a larger one first."""
     x, ctx = prepare(image, preprocessing_for(loaded))
     x = x.to(loaded.device)
     overlap, batch, mode = window_settings(options, loaded)
@@ -226,7 +233,7 @@ def start_job(
         _check_label_values(ground_truth, loaded)  # before the model runs: bad labels fail fast
     check_run_memory(image, loaded, options, attacking=attacking)
     _tick(progress, "segment", 0, 1)
-    x, ctx, clean_pred, clean_labels = run_segmentation(image, loaded, options)
+    x, ctx, clean_pred, clean_labels = _segment(image, loaded, options)  # memory checked above
     _tick(progress, "segment", 1, 1)
     gt_model = _ground_truth_on_model_grid(ground_truth, ctx, loaded) if ground_truth is not None else None
     clean_metrics = _metrics(clean_labels, ground_truth, loaded, options) if ground_truth is not None else None
