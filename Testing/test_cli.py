@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import subprocess
@@ -161,7 +162,18 @@ def test_evaluate_a_datalist(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     clean, fgsm = summary["demo-unet"]["clean"]["mean_dice"], summary["demo-unet"]["fgsm"]["mean_dice"]
     assert fgsm < clean
-    assert "| demo-unet |" in (out / "summary.md").read_text(encoding="utf-8")
+    # Every attacked result carries its budget; the clean row has none to carry.
+    with (out / "results.csv").open(encoding="utf-8") as f:
+        by_condition = {row["condition"]: row for row in csv.DictReader(f)}
+    assert by_condition["clean"]["linf_hu"] == "" and by_condition["clean"]["ssim"] == ""
+    attacked = by_condition["fgsm"]
+    assert float(attacked["linf_hu"]) > 0 and 0 < float(attacked["ssim"]) < 1 and float(attacked["psnr_db"]) > 0
+    fgsm_summary = summary["demo-unet"]["fgsm"]
+    assert fgsm_summary["max_linf_hu"] == pytest.approx(float(attacked["linf_hu"]))
+    assert fgsm_summary["mean_ssim"] == pytest.approx(float(attacked["ssim"]))
+    assert "mean_ssim" not in summary["demo-unet"]["clean"]
+    text = (out / "summary.md").read_text(encoding="utf-8")
+    assert "| demo-unet |" in text and f"[SSIM {fgsm_summary['mean_ssim']:.3f}," in text
 
 
 # --- bad input: a clear error, and no output folder ------------------------------------------------

@@ -1,11 +1,14 @@
-"""The robust-twins scripts: the patient-A split (train_robust_demo.sh split), the curve sweep
-(robust_curves.py) on a real slab with demo-unet, and the report's equal-SSIM reading."""
+"""The robust-twins scripts: the patient-A split (train_robust_demo.sh split), `freqadv evaluate`
+and `freqadv curve` on the held-out slab through the script, the report's tables and figure, the
+reproduction check of a shipped twin, and the report's equal-SSIM reading."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +21,7 @@ from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
+MODELS = REPO / "FreqAdvSegment" / "FreqAdvSegmentLib" / "resources" / "models"
 
 
 def _load(name: str):
@@ -27,7 +31,6 @@ def _load(name: str):
     return module
 
 
-curves = _load("robust_curves")
 report = _load("robust_report")
 
 
@@ -59,19 +62,6 @@ def test_split_holds_out_a_slab_no_training_piece_touches(tmp_path):
     assert "training" in (folder / "train.json").read_text() and "validation" in (folder / "heldout.json").read_text()
 
 
-def test_sweep_requests_parse_with_the_attacks_own_parameters():
-    requests = curves.sweep_requests(
-        [("pgd", "eps", "1/255,4/255"), ("vafa:public-code", "q_max", "10")], {"steps": "2", "block_size": "8"}
-    )
-    assert [(r.method, r.preset, r.params) for r in requests] == [
-        ("pgd", None, {"steps": 2, "eps": 1 / 255}),
-        ("pgd", None, {"steps": 2, "eps": 4 / 255}),
-        ("vafa", "public-code", {"steps": 2, "block_size": 8, "q_max": 10.0}),
-    ]
-    with pytest.raises(ValueError, match="no parameter 'q_max'.*eps"):
-        curves.sweep_requests([("pgd", "q_max", "10")], {})
-
-
 def test_dice_at_ssim_interpolates_between_neighbours():
     points = [(0.0, 1.0, 0.8), (1.0, 0.96, 0.7), (2.0, 0.90, 0.4)]
     assert report.dice_at_ssim(points, 0.95) == pytest.approx(0.7 - 0.3 * 0.01 / 0.06)
@@ -79,43 +69,81 @@ def test_dice_at_ssim_interpolates_between_neighbours():
     assert report.dice_at_ssim(points, 0.85) is None  # the sweep never got that far
 
 
-def test_curve_on_a_real_slab_then_report(tmp_path, capsys):
-    # A small slab of patient A (12 slices) so that demo-unet runs in seconds on CPU.
-    case = {}
-    for key, path in (("image", sample_ct_path()), ("label", sample_labels_path())):
-        nib.save(nib.load(str(path)).slicer[10:110, 10:90, 84:96], str(tmp_path / f"{key}.nii.gz"))
-        case[key] = f"{key}.nii.gz"
-    (tmp_path / "d.json").write_text(__import__("json").dumps({"validation": [case]}))
-    out = tmp_path / "eval" / "curves" / "natural"
-    argv = [str(tmp_path / "d.json"), "-o", str(out), "--models", "natural=demo-unet",
-            "--sweep", "gn", "std", "4/255,16/255", "--sweep", "fgsm", "eps", "8/255",
-            "--sweep", "vafa:public-code", "q_max", "20", "--set", "steps=1", "--set", "block_size=8"]
-    assert curves.main(argv) == 0
-    rows = list(csv.DictReader((out / "curve.csv").open()))
-    assert [(r["method"], r["shown"]) for r in rows] == [
-        ("clean", "0.0"), ("gn", "4.0"), ("gn", "16.0"), ("fgsm", "8.0"), ("vafa:public-code", "20.0")]
-    ssim = [float(r["ssim"]) for r in rows]
-    assert ssim[0] == 1.0 and 1.0 > ssim[1] > ssim[2]  # more noise, less similar
-    assert float(rows[3]["linf"]) == pytest.approx(8 / 255, abs=1e-4)  # FGSM spends its whole budget
-    assert float(rows[3]["mean_dice"]) < float(rows[0]["mean_dice"])
-    assert float(rows[4]["ssim"]) < 1.0 and float(rows[4]["mean_dice"]) < float(rows[0]["mean_dice"])
+def test_model_key_names_the_twin_from_what_the_commands_were_given():
+    assert report.model_key("demo-unet") == "natural"
+    assert report.model_key("/tmp/freqadv-robust/sa2at/demo_unet_sa2at.safetensors") == "sa2at"
+    assert report.title("/runs/pgdat/demo_unet_pgdat.safetensors") == "PGD-AT"
+    assert report.title("/elsewhere/my_model.safetensors") == "my_model"
 
-    assert report.main([str(tmp_path / "eval"), "--png", str(tmp_path / "c.png"), "--csv-dir", str(tmp_path / "r")]) == 0
-    assert (tmp_path / "r" / "robust_models_heldout.csv").read_text() == (out / "curve.csv").read_text().replace("\r\n", "\n")
-    assert not (tmp_path / "r" / "robust_models_patientB.csv").exists()  # no patient-B evaluation here
+
+def _script(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """train_robust_demo.sh on the slab only, one attack step, everything under tmp_path."""
+    env = {**os.environ, "FREQADV_CACHE": str(tmp_path / "cache"), "PYTHON": sys.executable,
+           "PYTHONPATH": str(REPO / "FreqAdvSegment"), "RUNS": str(tmp_path / "runs"),
+           "EVAL_OUT": str(tmp_path / "eval"), "DATA": "slab", "EVAL_STEPS": "1"}
+    result = subprocess.run(["bash", str(SCRIPTS / "train_robust_demo.sh"), *args], env=env,
+                            capture_output=True, text=True, encoding="utf-8")
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _twin(tmp_path: Path, name: str, source: Path) -> Path:
+    path = tmp_path / "runs" / name / f"demo_unet_{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, path)
+    return path
+
+
+def test_evaluate_curves_and_report_run_freqadv_on_the_held_out_slab(tmp_path, capsys):
+    # Two models (demo-unet and the shipped VAFT twin as if retrained here), every attack at the
+    # paper's budgets through `freqadv evaluate`; demo-unet's curve through `freqadv curve`.
+    _twin(tmp_path, "vaft", MODELS / "demo_unet_vaft.safetensors")
+    _script(tmp_path, "evaluate", "natural", "vaft")
+    _script(tmp_path, "curves", "natural")
+    eval_dir = tmp_path / "eval"
+    summary = json.loads((eval_dir / "evaluate" / "slab" / "natural" / "summary.json").read_text(encoding="utf-8"))
+    conditions = summary["demo-unet"]
+    assert list(conditions) == ["clean", "gn", "fgsm", "pgd", "vafa", "vafa-public-code", "sa2"]
+    assert all(0 < conditions[c]["mean_ssim"] < 1 for c in conditions if c != "clean")
+    assert conditions["pgd"]["mean_dice"] < conditions["clean"]["mean_dice"]
+
+    points = report.read_curves(eval_dir / "curve" / "slab")
+    assert points[0]["request"] == "gn" and {p["attack"] for p in points} == {
+        "gn", "fgsm", "pgd", "vafa", "vafa:public-code", "sa2"}  # the request, less the shared steps=1
+    pgd = sorted((float(p["value"]), float(p["ssim"])) for p in points if p["attack"] == "pgd")
+    assert [round(v * 255) for v, _ in pgd] == [1, 2, 4, 8]
+    assert all(a > b for (_, a), (_, b) in zip(pgd, pgd[1:]))  # a larger eps changes the CT more
+
+    figures, tables = tmp_path / "figures", tmp_path / "tables"
+    assert report.main([str(eval_dir), "--figures", str(figures), "--csv-dir", str(tables)]) == 0
     text = capsys.readouterr().out
-    gn4 = f"{float(rows[1]['mean_dice']):.3f} ({float(rows[1]['ssim']):.3f})"
-    assert f"| natural (demo-unet) | {float(rows[0]['mean_dice']):.3f} | {gn4} | n/a |" in text  # GN 4/255, no FGSM 4/255
-    assert (tmp_path / "c.png").stat().st_size > 10_000
+    row = next(line for line in text.splitlines() if line.startswith("| natural (demo-unet) | 0."))
+    pgd_cell = f"{conditions['pgd']['mean_dice']:.3f} [{conditions['pgd']['mean_ssim']:.2f}, "
+    assert pgd_cell in row and "| VAFT (public-code VAFA) |" in text
+    assert "Dice at equal SSIM" in text and "pgd @ 0.95" in text
+    with (tables / "robust_models_slab_evaluate.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 7 and {r["model"] for r in rows} == {"demo-unet", str(tmp_path / "runs" / "vaft" / "demo_unet_vaft.safetensors")}
+    assert (figures / "robust_curve_slab.png").stat().st_size > 10_000
+    assert not (figures / "robust_curve_patientB.png").exists()  # patient B was not evaluated here
 
 
-def test_curves_bad_sweep_is_one_error_line(tmp_path, capsys):
-    argv = [str(tmp_path / "none.json"), "-o", str(tmp_path / "o"), "--models", "demo-unet",
-            "--sweep", "pgd", "eps", "lots"]
-    assert curves.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("robust_curves: error:") and "eps" in err and err.count("\n") == 1
-    assert not (tmp_path / "o").exists()
+def test_check_passes_a_bit_identical_retrain_and_fails_a_different_one(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    shipped = MODELS / "demo_unet_vaft.safetensors"
+    twin = _twin(tmp_path, "vaft", shipped)
+    assert "bit-identical" in _script(tmp_path, "check").stdout
+    # A "retrain" whose final layer lost most of its weights must not pass for the shipped twin.
+    with safe_open(str(shipped), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    last = sorted(k for k in tensors if k.endswith("weight"))[-1]
+    tensors[last] = tensors[last] * 0.1
+    save_file(tensors, str(twin), metadata=metadata)
+    result = _script(tmp_path, "check", check=False)
+    assert result.returncode == 1 and "differ from the shipped file" in result.stdout, result.stdout + result.stderr
 
 
 def test_shipped_vaft_twin_matches_its_pinned_sha256_and_is_a_demo_unet_twin():

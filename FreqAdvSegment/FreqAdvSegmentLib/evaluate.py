@@ -2,8 +2,9 @@
 
 A MONAI Decathlon-style datalist JSON (``{"validation": [{"image": ..., "label": ...}]}``, paths
 relative to the JSON's folder, e.g. the paper's BTCV 18/12 split) -> ``results.csv`` (one row per
-model, case and condition, with per-organ Dice), ``summary.json`` and ``summary.md`` (mean Dice
-per model and condition, the table a paper reports).
+model, case and condition, with per-organ Dice and, for an attack, its budget: the largest and RMS
+change in HU inside the body, PSNR and SSIM), ``summary.json`` and ``summary.md`` (mean Dice per
+model and condition, the table a paper reports, each attack's cell with its budget beside it).
 """
 
 from __future__ import annotations
@@ -90,21 +91,27 @@ def write_results(
     return text
 
 
+BUDGET_COLUMNS = ("linf_hu", "rms_hu", "psnr_db", "ssim")
+"""The budget of an attack's row (see attacks.measures.budget); blank on the clean row, which changes nothing."""
+
+
 def case_rows(model: str, case: str, job) -> list[dict[str, Any]]:
     """One row per condition (clean, then each attack) for one case."""
-    conditions = [("clean", job.clean_metrics)]
-    conditions += [(o.request.label, o.metrics["vs_reference"]) for o in job.outcomes]
+    conditions = [("clean", job.clean_metrics, None)]
+    conditions += [(o.request.label, o.metrics["vs_reference"], o.metrics["budget"]) for o in job.outcomes]
     rows = []
-    for condition, metrics in conditions:
+    for condition, metrics, budget in conditions:
         row = {"model": model, "case": case, "condition": condition,
                "mean_dice": metrics["mean_dice"], "mean_hd95_mm": metrics["mean_hd95_mm"]}
+        row.update({key: ("" if budget is None else budget[key]) for key in BUDGET_COLUMNS})
         row.update({f"dice:{organ}": m["dice"] for organ, m in metrics["per_class"].items()})
         rows.append(row)
     return rows
 
 
 def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """{model: {condition: {"mean_dice", "mean_hd95_mm", "cases"}}}, averaged over cases."""
+    """{model: {condition: {"mean_dice", "mean_hd95_mm", "cases"}}}, averaged over cases; an attack's
+    entry also has "max_linf_hu" (the largest change in any case) and "mean_ssim"."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
         summary.setdefault(row["model"], {}).setdefault(row["condition"], []).append(row)  # type: ignore[arg-type]
@@ -114,6 +121,7 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
                 "mean_dice": _nanmean([r["mean_dice"] for r in rs]),
                 "mean_hd95_mm": _nanmean([r["mean_hd95_mm"] for r in rs]),
                 "cases": len(rs),
+                **_budget_summary(rs),
             }
             for cond, rs in conds.items()
         }
@@ -121,15 +129,33 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
     }
 
 
+def _budget_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """{"max_linf_hu", "mean_ssim"} over the rows of one attack; {} for the clean condition."""
+    measured = [r for r in rows if r.get("linf_hu", "") != ""]
+    if not measured:
+        return {}
+    return {"max_linf_hu": max(float(r["linf_hu"]) for r in measured),
+            "mean_ssim": _nanmean([float(r["ssim"]) for r in measured])}
+
+
 def summary_markdown(summary: dict, datalist: str | Path, split: str, n_cases: int) -> str:
-    """Mean Dice (HD95 in mm) per model and condition as a Markdown table."""
+    """Mean Dice (HD95 in mm) per model and condition as a Markdown table, with each attack's budget."""
     conditions = list(dict.fromkeys(c for conds in summary.values() for c in conds))
-    lines = [f"Mean Dice (HD95 mm) over {n_cases} case(s) of {Path(datalist).name} [{split}], background excluded", "",
+    lines = [f"Mean Dice (HD95 mm) over {n_cases} case(s) of {Path(datalist).name} [{split}], background excluded; "
+             "under each attack its budget: mean SSIM inside the body, largest change in HU", "",
              "| model | " + " | ".join(conditions) + " |", "|---" * (len(conditions) + 1) + "|"]
     for model, conds in summary.items():
-        cells = [f"{conds[c]['mean_dice']:.3f} ({conds[c]['mean_hd95_mm']:.1f})" if c in conds else "–" for c in conditions]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model} | " + " | ".join(_summary_cell(conds.get(c)) for c in conditions) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _summary_cell(entry: dict[str, float] | None) -> str:
+    if entry is None:
+        return "–"
+    cell = f"{entry['mean_dice']:.3f} ({entry['mean_hd95_mm']:.1f})"
+    if "mean_ssim" in entry:
+        cell += f" [SSIM {entry['mean_ssim']:.3f}, {entry['max_linf_hu']:.0f} HU]"
+    return cell
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
