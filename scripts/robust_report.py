@@ -173,6 +173,9 @@ def _replace(dest: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a results file is for everyone
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
