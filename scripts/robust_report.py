@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from FreqAdvSegmentLib.atomic_file import replace_file
 
 DATASETS = {"slab": "held-out slab of patient A (z 82-97)", "patientB": "patient B"}
 MODEL_TITLES = {"natural": "natural (demo-unet)", "natft": "natural fine-tune", "pgdat": "PGD-AT",
@@ -162,24 +162,9 @@ def plot(rows: list[dict], png: Path, heading: str) -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{heading}: mean Dice against the change's SSIM (freqadv curve)")
     fig.tight_layout()
-    _replace(png, lambda tmp: fig.savefig(tmp, dpi=100))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
-
-
-def _replace(dest: Path, write) -> None:
-    """Write through ``write(tmp_path)`` beside ``dest``, then rename: never a half-written file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=dest.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a results file is for everyone
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _concatenate(sources: list[Path], dest: Path) -> None:
@@ -191,13 +176,14 @@ def _concatenate(sources: list[Path], dest: Path) -> None:
             fields += [k for k in reader.fieldnames or [] if k not in fields]
             rows += list(reader)
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
 
-    _replace(dest, write)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(dest, write)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,13 +9,13 @@ build step (factory.build_model) and loads the weights strictly.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from ..atomic_file import replace_file
 from .factory import build_model
 from .size import check_network_size
 from .families import LoadOptions, read_source
@@ -129,12 +129,4 @@ def _reference_state(spec: ModelSpec) -> StateDict:
 
 
 def _write_atomically(path: Path, tensors: StateDict, metadata: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a saved model is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))

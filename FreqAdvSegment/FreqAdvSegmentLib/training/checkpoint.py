@@ -20,16 +20,16 @@ that says what it is and what to do.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..atomic_file import replace_file
 
 CHECKPOINT_FORMAT = "freqadv-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -85,32 +85,7 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
         raise ValueError(f"a training checkpoint needs {missing}")
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **content}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return replace_file(path, lambda tmp: torch.save(payload, tmp), durable=True)
 
 
 def step_checkpoint_path(folder: str | Path, step: int) -> Path:

@@ -9,10 +9,10 @@ logs read as if the run had never stopped.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..atomic_file import replace_file
 
 TRAIN_FIELDS = ("step", "epoch", "loss", "loss_clean", "loss_adv", "loss_fr", "lr", "seconds")
 VAL_FIELDS = ("step", "epoch", "dice_clean", "dice_vafa", "metric", "best_metric", "best_step", "seconds")
@@ -84,9 +84,11 @@ def _truncate_after(path: Path, fields: tuple[str, ...], step: int | None) -> No
         return
     with open(path, newline="") as file:
         rows = [r for r in csv.DictReader(file) if r.get("step", "").isdigit() and int(r["step"]) <= step]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    replace_file(path, write)

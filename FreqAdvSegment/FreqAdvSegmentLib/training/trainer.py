@@ -28,9 +28,7 @@ import contextlib
 import gc
 import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +39,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic_file import replace_text
 from ..attacks import registry
 from ..inference import autocast
 from ..models import ModelSpec, build_model, load_model, paper_unetr_spec, resolve_model, save_model
@@ -172,7 +171,7 @@ class Trainer:
         self.log = None
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            _write_text_atomically(self.out / "config.json", cfg.to_json() + "\n")
+            replace_text(self.out / "config.json", cfg.to_json() + "\n")
             self.log = RunLog(self.out, self.step if state is not None else None, cfg.tensorboard)
         self._stop_requested = False
 
@@ -431,7 +430,7 @@ class Trainer:
                 "world_size": self.ctx.world_size, "device": str(self.ctx.device), "amp": self.amp,
                 "init": self.cfg.init, "init_sha256": self._init_sha256,
             }
-            _write_text_atomically(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            replace_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
             self.log.close()
         barrier(self.ctx)
         self._release_ddp()
@@ -537,14 +536,3 @@ def _mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     dist.all_reduce(t)
     t /= dist.get_world_size()
     return dict(zip(keys, t.unbind()))
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
