@@ -86,7 +86,7 @@ def registerSampleData():
 
     import SampleData
 
-    from FreqAdvSegmentLib.sample_data import sample_ct_path
+    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path
 
     path = sample_ct_path()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()  # 2 MB: instant
@@ -825,11 +825,11 @@ class FreqAdvSegmentLogic(ScriptedLoadableModuleLogic):
 
     def loadSample(self):
         """The shipped sample CT and its labels as a volume and a segmentation node."""
-        from FreqAdvSegmentLib.io import read_image
+        from FreqAdvSegmentLib.files.images import read_image
         from FreqAdvSegmentLib.mrml.display import show_ct
         from FreqAdvSegmentLib.mrml.segmentations import segmentation_from_labels
         from FreqAdvSegmentLib.mrml.volumes import volume_node_from_image
-        from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+        from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
         volume = volume_node_from_image(slicer.mrmlScene, read_image(sample_ct_path()), "FreqAdvSegment sample CT")
         show_ct(volume)
@@ -950,7 +950,7 @@ class FreqAdvSegmentTest(ScriptedLoadableModuleTest):
 
         from FreqAdvSegmentLib.mrml.segmentations import segmentation_from_labels
         from FreqAdvSegmentLib.mrml.volumes import volume_node_from_image
-        from FreqAdvSegmentLib.phantoms import make_phantom
+        from FreqAdvSegmentLib.samples.phantoms import make_phantom
 
         self.delayDisplay("Making a tiny model and a synthetic CT")
         folder = Path(tempfile.mkdtemp(prefix="FreqAdvSegmentTest-"))

@@ -7,9 +7,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from FreqAdvSegmentLib.inference import LoadedModel
+from FreqAdvSegmentLib.job.inference import LoadedModel
 from FreqAdvSegmentLib.models import ModelSpec
-from FreqAdvSegmentLib.phantoms import make_phantom
+from FreqAdvSegmentLib.samples.phantoms import make_phantom
 
 
 def loaded_test_model(model: torch.nn.Module, name: str = "test-unet") -> LoadedModel:

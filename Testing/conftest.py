@@ -10,7 +10,7 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
-from FreqAdvSegmentLib.phantoms import phantom_batch
+from FreqAdvSegmentLib.samples.phantoms import phantom_batch
 
 torch.set_num_threads(max(torch.get_num_threads(), 1))
 

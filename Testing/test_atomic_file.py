@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from FreqAdvSegmentLib.atomic_file import replace_file, replace_text
+from FreqAdvSegmentLib.files.atomic_file import replace_file, replace_text
 
 
 def _mode(path) -> int:

@@ -214,7 +214,7 @@ def test_sliding_window_gradient_is_exact(trained_unet):
 
 
 def test_sliding_window_attack_on_odd_sized_volume(trained_unet):
-    from FreqAdvSegmentLib.phantoms import phantom_batch
+    from FreqAdvSegmentLib.samples.phantoms import phantom_batch
 
     x, _ = phantom_batch(1, (45, 37, 29), seed=200)
     attack = VAFA(trained_unet, q_max=30, q_init=30, steps=6, block_size=16, roi_size=(32, 32, 32), seed=0)

@@ -16,7 +16,7 @@ from FreqAdvSegmentLib.attacks import registry
 from FreqAdvSegmentLib.attacks.measures import body_mask, budget, masked_ssim, strength, visibility
 from FreqAdvSegmentLib.attacks.ssim import ssim3d
 from FreqAdvSegmentLib.cli import apply_eps_hu, main
-from FreqAdvSegmentLib.pipeline import AttackRequest, run_attack, run_job, start_job, write_outputs
+from FreqAdvSegmentLib.job.pipeline import AttackRequest, run_attack, run_job, start_job, write_outputs
 
 WINDOW = (-175.0, 250.0)
 

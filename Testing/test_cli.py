@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 
 from FreqAdvSegmentLib.cli import main
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
 CT = str(sample_ct_path())
 LABELS = str(sample_labels_path())
@@ -222,7 +222,7 @@ def test_unknown_label(tmp_path, capsys):
 
 def test_cancel_leaves_no_output(tmp_path, monkeypatch):
     """A run interrupted while writing (Ctrl-C) leaves nothing behind."""
-    import FreqAdvSegmentLib.report as report
+    import FreqAdvSegmentLib.evaluation.report as report
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 
 from budget_fixtures import loaded_test_model, phantom_ct, write_phantom_files
 from FreqAdvSegmentLib.cli import main
-from FreqAdvSegmentLib.curve import CurveAttack, parse_points, summary_sentence, sweep, write_curve
-from FreqAdvSegmentLib.pipeline import start_job
+from FreqAdvSegmentLib.evaluation.curve import CurveAttack, parse_points, summary_sentence, sweep, write_curve
+from FreqAdvSegmentLib.job.pipeline import start_job
 
 PGD_POINTS = (1 / 255, 4 / 255, 16 / 255)
 
@@ -75,7 +75,7 @@ def phantom_files(trained_unet, tmp_path):
 
 def test_curve_command_resumes_an_interrupted_sweep(phantom_files, monkeypatch, capsys):
     import FreqAdvSegmentLib.cli as cli
-    import FreqAdvSegmentLib.pipeline as pipeline
+    import FreqAdvSegmentLib.job.pipeline as pipeline
 
     d = phantom_files
     out = d / "curve"

@@ -34,8 +34,8 @@ import torch
 from safetensors.torch import save_file
 
 from FreqAdvSegmentLib.cli import main
-from FreqAdvSegmentLib.output_dir import STAMP
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+from FreqAdvSegmentLib.files.output_dir import STAMP
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
 CT = sample_ct_path()
 LABELS = sample_labels_path()
@@ -621,7 +621,7 @@ def test_disk_full_while_writing(full_dir, tmp_path, capfd):
 
 def test_short_nifti_write_is_an_error(tmp_path, capfd):
     """ITK's NIfTI writer only prints a short write (full disk) and returns: the file is read back."""
-    from FreqAdvSegmentLib.io import write_image
+    from FreqAdvSegmentLib.files.images import write_image
 
     full = tmp_path / "tiny"
     full.mkdir()
@@ -649,7 +649,7 @@ def test_debug_shows_the_traceback(tmp_path, capfd):
 _SLOW_WRITER = """
 import sys, time
 from pathlib import Path
-import FreqAdvSegmentLib.io as io
+import FreqAdvSegmentLib.files.images as io
 def stalled(image, path):  # the run is now mid-write, inside its temporary folder
     Path(path).with_name("half.nii.gz").write_bytes(b"partial")
     Path(sys.argv[1]).write_text(str(Path(path).parent))
@@ -700,7 +700,7 @@ def test_sigkill_mid_write_is_cleaned_at_the_next_run(tmp_path, capfd):
 
 def test_live_runs_temporary_is_kept(tmp_path):
     """Another run still writing beside us keeps its temporary folder."""
-    from FreqAdvSegmentLib.output_dir import clean_stale_temporaries
+    from FreqAdvSegmentLib.files.output_dir import clean_stale_temporaries
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

@@ -1,4 +1,4 @@
-"""io.py and preprocess.py: reading every supported input, refusing bad ones, atomic outputs, and
+"""files/images.py and job/preprocess.py: reading every supported input, refusing bad ones, atomic outputs, and
 an exact geometric round trip (model grid <-> original grid) on an oblique, flipped, anisotropic
 volume. MONAI's own Orientation/Spacing are the reference for what "RAS" and the model grid mean.
 """
@@ -16,8 +16,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from FreqAdvSegmentLib.io import atomic_output_dir, read_image, write_image
-from FreqAdvSegmentLib.preprocess import (
+from FreqAdvSegmentLib.files.images import atomic_output_dir, read_image, write_image
+from FreqAdvSegmentLib.job.preprocess import (
     GridGeometry,
     Preprocessing,
     adversarial_to_original,

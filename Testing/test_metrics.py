@@ -19,7 +19,7 @@ import pytest
 import torch
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
-from FreqAdvSegmentLib.metrics import flip_rate, segmentation_metrics
+from FreqAdvSegmentLib.evaluation.metrics import flip_rate, segmentation_metrics
 
 SPACING = (0.7, 1.3, 2.5)  # anisotropic on purpose: a transposed spacing would show
 NAMES = ("background", "a", "b", "c", "both_absent", "ref_absent", "pred_absent")

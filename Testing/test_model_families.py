@@ -20,12 +20,12 @@ import SimpleITK as sitk
 import torch
 import yaml
 from FreqAdvSegmentLib.cli import main
-from FreqAdvSegmentLib.inference import load_segmentation_model
-from FreqAdvSegmentLib.label_map import apply_label_map, parse_label_map
+from FreqAdvSegmentLib.job.inference import load_segmentation_model
+from FreqAdvSegmentLib.job.label_map import apply_label_map, parse_label_map
 from FreqAdvSegmentLib.models import LoadOptions, ModelSpec, build_model, family_of, load_model, save_model
-from FreqAdvSegmentLib.pipeline import preprocessing_for
-from FreqAdvSegmentLib.preprocess import Preprocessing, prepare
-from FreqAdvSegmentLib.sample_data import sample_ct_path
+from FreqAdvSegmentLib.job.pipeline import preprocessing_for
+from FreqAdvSegmentLib.job.preprocess import Preprocessing, prepare
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path
 
 torch.set_num_threads(2)
 UNET_DEF = {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3,
@@ -366,7 +366,7 @@ FIXTURE = Path(__file__).parent / "data" / "nnunet_fixture"
 def test_clean_map_agrees_with_nnunet_predictor():
     """The committed fixture (scripts/make_nnunet_fixture.py): nnUNetPredictor's own label map of
     ct.nii.gz, with Gaussian tiles and mirroring TTA; ours must agree on >= 99% of voxels."""
-    from FreqAdvSegmentLib.pipeline import run_segmentation
+    from FreqAdvSegmentLib.job.pipeline import run_segmentation
 
     loaded = load_segmentation_model(FIXTURE / "Dataset001_Tiny" / "nnUNetTrainer__nnUNetPlans__3d_fullres")
     *_, labels = run_segmentation(sitk.ReadImage(str(FIXTURE / "ct.nii.gz")), loaded)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from FreqAdvSegmentLib.labels import BTCV_LABELS
+from FreqAdvSegmentLib.organs import BTCV_LABELS
 from FreqAdvSegmentLib.models import (
     ModelSpec,
     build_model,

@@ -23,8 +23,8 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip
 
 import vtk  # noqa: E402  (comes with slicer-core)
 
-from FreqAdvSegmentLib.io import read_image  # noqa: E402
-from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
+from FreqAdvSegmentLib.files.images import read_image  # noqa: E402
+from FreqAdvSegmentLib.organs import BTCV_COLORS, BTCV_LABELS  # noqa: E402
 from FreqAdvSegmentLib.mrml import display, engine_process, terminology, views  # noqa: E402
 from FreqAdvSegmentLib.mrml.logic import EngineRun, EngineSettings, attack_arguments  # noqa: E402
 from FreqAdvSegmentLib.mrml.render import OffscreenViews  # noqa: E402
@@ -37,7 +37,7 @@ from FreqAdvSegmentLib.mrml.segmentations import (  # noqa: E402
 )
 from FreqAdvSegmentLib.mrml.tables import dice_chart, metrics_rows, metrics_table  # noqa: E402
 from FreqAdvSegmentLib.mrml.volumes import image_from_volume_node, volume_node_from_image  # noqa: E402
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path  # noqa: E402
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path  # noqa: E402
 
 RGB = {name: np.array(color) for name, color in zip(BTCV_LABELS, BTCV_COLORS)}
 
@@ -180,8 +180,8 @@ def test_model_input_is_the_engines_preprocessing(scene, sample):
 
     from FreqAdvSegmentLib.models import ModelSpec
     from FreqAdvSegmentLib.mrml.volumes import model_input
-    from FreqAdvSegmentLib.pipeline import preprocessing_for
-    from FreqAdvSegmentLib.preprocess import prepare
+    from FreqAdvSegmentLib.job.pipeline import preprocessing_for
+    from FreqAdvSegmentLib.job.preprocess import prepare
 
     loaded = SimpleNamespace(spec=ModelSpec(arch="unet", target_spacing=(3.0, 3.0, 3.0)))
     node = volume_node_from_image(scene, sample[0], "ct")

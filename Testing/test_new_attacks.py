@@ -17,8 +17,8 @@ from FreqAdvSegmentLib.attacks.frequency import blockwise_dct3, blockwise_idct3
 from FreqAdvSegmentLib.attacks.losses import paper_dice_ce
 from FreqAdvSegmentLib.attacks.sa2 import band_mask
 from FreqAdvSegmentLib.attacks.segpgd import segpgd_lambda, segpgd_loss
-from FreqAdvSegmentLib.inference import segment
-from FreqAdvSegmentLib.shapes import ShapeError, padded_forward
+from FreqAdvSegmentLib.job.inference import segment
+from FreqAdvSegmentLib.job.padding import ShapeError, padded_forward
 
 
 def _logits_and_labels(seed: int = 0, k: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,7 +241,7 @@ def test_a_fixed_size_model_refuses_a_larger_volume_naming_its_size():
 
 def test_the_new_attacks_run_and_report_from_the_command_line(tmp_path):
     from FreqAdvSegmentLib.cli import main
-    from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
     out = tmp_path / "new"
     argv = ["attack", str(sample_ct_path()), "--labels", str(sample_labels_path()), "--device", "cpu", "-o", str(out),

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"

@@ -13,14 +13,14 @@ import pytest
 import SimpleITK as sitk
 
 from FreqAdvSegmentLib.cli import main
-from FreqAdvSegmentLib.inference import load_segmentation_model
-from FreqAdvSegmentLib.io import read_image
-from FreqAdvSegmentLib.memory_plan import MemoryPlan, check_memory, plan_memory
-from FreqAdvSegmentLib.modality import ct_warning
+from FreqAdvSegmentLib.job.inference import load_segmentation_model
+from FreqAdvSegmentLib.files.images import read_image
+from FreqAdvSegmentLib.job.memory_plan import MemoryPlan, check_memory, plan_memory
+from FreqAdvSegmentLib.job.modality import ct_warning
 from FreqAdvSegmentLib.models.size import check_network_size, parameter_count
 from FreqAdvSegmentLib.models.spec import ModelSpec
-from FreqAdvSegmentLib.pipeline import run_job
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+from FreqAdvSegmentLib.job.pipeline import run_job
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 from FreqAdvSegmentLib.web import uploads
 
 

@@ -14,8 +14,8 @@ try:
 except ModuleNotFoundError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "FreqAdvSegment"))
 
-from FreqAdvSegmentLib.labels import BTCV_LABELS
-from FreqAdvSegmentLib.sample_data import (
+from FreqAdvSegmentLib.organs import BTCV_LABELS
+from FreqAdvSegmentLib.samples.sample_data import (
     heldout_patient_paths,
     sample_ct_path,
     sample_labels_path,

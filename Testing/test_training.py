@@ -22,7 +22,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from FreqAdvSegmentLib.models import build_model, load_model
-from FreqAdvSegmentLib.phantoms import make_phantom
+from FreqAdvSegmentLib.samples.phantoms import make_phantom
 from FreqAdvSegmentLib.training import TrainConfig, Trainer
 from FreqAdvSegmentLib.training.checkpoint import (
     CheckpointError,
@@ -34,7 +34,7 @@ from FreqAdvSegmentLib.training.checkpoint import (
 from FreqAdvSegmentLib.training.cli import main as train_main
 from FreqAdvSegmentLib.training.data import read_datalist
 from FreqAdvSegmentLib.training.losses import frequency_consistency_loss
-from FreqAdvSegmentLib.training.memory import enable_gradient_checkpointing
+from FreqAdvSegmentLib.training.grad_checkpointing import enable_gradient_checkpointing
 from safetensors.torch import load_file
 from scipy.fft import dctn
 
@@ -451,7 +451,7 @@ DDP_WORKER = textwrap.dedent(
     """
     import json, sys
     import torch
-    from FreqAdvSegmentLib.pipeline import AttackRequest, RunOptions
+    from FreqAdvSegmentLib.job.pipeline import AttackRequest, RunOptions
     from FreqAdvSegmentLib.training import TrainConfig, Trainer, evaluate_datalist_distributed
     from FreqAdvSegmentLib.training.distributed import cleanup, init_distributed
 

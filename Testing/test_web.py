@@ -36,8 +36,8 @@ import SimpleITK as sitk
 
 pytest.importorskip("trame_slicer", reason='the web viewer needs trame-slicer (pip install "trame-slicer[standalone]==2.0.0")')
 
-from FreqAdvSegmentLib.labels import BTCV_COLORS, BTCV_LABELS  # noqa: E402
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path  # noqa: E402
+from FreqAdvSegmentLib.organs import BTCV_COLORS, BTCV_LABELS  # noqa: E402
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path  # noqa: E402
 from FreqAdvSegmentLib.web import downloads, jobs, params, routes, uploads  # noqa: E402
 from FreqAdvSegmentLib.web.metrics import page_metrics  # noqa: E402
 
@@ -590,7 +590,7 @@ def test_hu_readout_reads_the_voxel_under_a_slice_view_pixel(viewer_app, tmp_pat
     import vtk
 
     from FreqAdvSegmentLib.mrml.views import CLEAN_SLICE
-    from FreqAdvSegmentLib.web.probe import readout, slice_point, voxel_value
+    from FreqAdvSegmentLib.web.hu_readout import readout, slice_point, voxel_value
 
     app, viewer = viewer_app
     folder = _synthetic_results(tmp_path / "out")

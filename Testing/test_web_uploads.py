@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from FreqAdvSegmentLib.io import read_image
+from FreqAdvSegmentLib.files.images import read_image
 from FreqAdvSegmentLib.web import dicom_zip, uploads
 
 

@@ -9,7 +9,7 @@ training passes (clean and adversarial); PGD-AT for its steps plus one pass.
     python benchmarks/train_speed.py --size 48 --attack-steps 20      # closer to the paper
     python benchmarks/train_speed.py --device cuda --arch paper_unetr --size 96 --batch 4
 
-Data: one synthetic phantom (``FreqAdvSegmentLib.phantoms``), written to a temporary folder.
+Data: one synthetic phantom (``FreqAdvSegmentLib.samples.phantoms``), written to a temporary folder.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from FreqAdvSegmentLib.phantoms import make_phantom, phantom_batch
+from FreqAdvSegmentLib.samples.phantoms import make_phantom, phantom_batch
 from FreqAdvSegmentLib.training import TrainConfig, Trainer
 
 DEMO_UNET = {"arch": "unet", "arch_args": {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1},

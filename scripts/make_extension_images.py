@@ -64,13 +64,13 @@ def make_thumbnail() -> None:
     """SampleData thumbnail (about 260x280) of the sample CT: one axial slice, offscreen."""
     import slicer
 
-    from FreqAdvSegmentLib.io import read_image
+    from FreqAdvSegmentLib.files.images import read_image
     from FreqAdvSegmentLib.mrml.display import show_ct
     from FreqAdvSegmentLib.mrml.render import OffscreenViews
     from FreqAdvSegmentLib.mrml.scene import new_scene
     from FreqAdvSegmentLib.mrml.views import focus_point, jump_slices
     from FreqAdvSegmentLib.mrml.volumes import volume_node_from_image
-    from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
     scene = new_scene()
     slicer.mrmlScene = scene
@@ -90,14 +90,14 @@ def make_screenshot(model: str, steps: int, device: str, folder: str | None = No
     shows them (each view with its name bar in its Slicer colour); no plotting library."""
     import slicer
 
-    from FreqAdvSegmentLib.io import read_image
+    from FreqAdvSegmentLib.files.images import read_image
     from FreqAdvSegmentLib.mrml.display import show_ct
     from FreqAdvSegmentLib.mrml.logic import EngineRun, EngineSettings
     from FreqAdvSegmentLib.mrml.results import load_results
     from FreqAdvSegmentLib.mrml.scene import new_scene
     from FreqAdvSegmentLib.mrml.segmentations import segmentation_from_labels
     from FreqAdvSegmentLib.mrml.volumes import volume_node_from_image
-    from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
     scene = new_scene()
     slicer.mrmlScene = scene

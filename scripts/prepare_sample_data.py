@@ -47,8 +47,8 @@ PACKAGE_PARENT = REPO_ROOT / "FreqAdvSegment"
 if str(PACKAGE_PARENT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(PACKAGE_PARENT))
 
-from FreqAdvSegmentLib.labels import BTCV_LABELS  # noqa: E402
-from FreqAdvSegmentLib.sample_data import (  # noqa: E402
+from FreqAdvSegmentLib.organs import BTCV_LABELS  # noqa: E402
+from FreqAdvSegmentLib.samples.sample_data import (  # noqa: E402
     HELDOUT_CT_NAME,
     HELDOUT_DIRNAME,
     HELDOUT_LABELS_NAME,
@@ -67,7 +67,7 @@ TS_CLASS_MAP_FILE = "totalsegmentator/map_to_binary.py"
 TS_CLASS_MAP_TASK = "total"
 REFERENCE_DIR = "tests/reference_files"
 
-# BTCV organ (FreqAdvSegmentLib.labels.BTCV_LABELS) -> TotalSegmentator class (task `total`).
+# BTCV organ (FreqAdvSegmentLib.organs.BTCV_LABELS) -> TotalSegmentator class (task `total`).
 BTCV_TO_TOTALSEG: dict[str, str] = {
     "spleen": "spleen",
     "right kidney": "kidney_right",

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from FreqAdvSegmentLib.atomic_file import replace_file
+from FreqAdvSegmentLib.files.atomic_file import replace_file
 
 DATASETS = {"slab": "held-out slab of patient A (z 82-97)", "patientB": "patient B"}
 MODEL_TITLES = {"natural": "natural (demo-unet)", "natft": "natural fine-tune", "pgdat": "PGD-AT",

@@ -56,12 +56,12 @@ import monai  # noqa: E402
 from monai.inferers import sliding_window_inference  # noqa: E402
 from monai.losses import DiceCELoss  # noqa: E402
 
-from FreqAdvSegmentLib.io import read_image  # noqa: E402
-from FreqAdvSegmentLib.labels import BTCV_LABELS  # noqa: E402
-from FreqAdvSegmentLib.metrics import segmentation_metrics  # noqa: E402
+from FreqAdvSegmentLib.files.images import read_image  # noqa: E402
+from FreqAdvSegmentLib.organs import BTCV_LABELS  # noqa: E402
+from FreqAdvSegmentLib.evaluation.metrics import segmentation_metrics  # noqa: E402
 from FreqAdvSegmentLib.models import ModelSpec, build_model, save_model  # noqa: E402
-from FreqAdvSegmentLib.preprocess import Preprocessing, prepare, prepare_labels  # noqa: E402
-from FreqAdvSegmentLib.sample_data import (  # noqa: E402
+from FreqAdvSegmentLib.job.preprocess import Preprocessing, prepare, prepare_labels  # noqa: E402
+from FreqAdvSegmentLib.samples.sample_data import (  # noqa: E402
     PREPARE_HELDOUT_COMMAND,
     heldout_patient_paths,
     sample_ct_path,

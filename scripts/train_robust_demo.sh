@@ -79,7 +79,7 @@ split() {
   "$PYTHON" - "$SPLIT" <<'EOF'
 import json, os, sys
 import nibabel as nib
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
 out = sys.argv[1]
 ct, lab = nib.load(str(sample_ct_path())), nib.load(str(sample_labels_path()))

@@ -31,7 +31,7 @@ test -f "$MODELS/demo_unet.safetensors" || { echo "train the demo model first: p
 mkdir -p "$CACHE/patientA"
 "$PYTHON" - "$CACHE/patientA/datalist.json" <<'EOF'
 import json, sys
-from FreqAdvSegmentLib.sample_data import sample_ct_path, sample_labels_path
+from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 case = {"image": str(sample_ct_path()), "label": str(sample_labels_path())}
 open(sys.argv[1], "w").write(json.dumps({"training": [case]}, indent=2) + "\n")
 EOF

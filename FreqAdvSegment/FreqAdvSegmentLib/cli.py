@@ -229,7 +229,7 @@ def attack_requests(args: argparse.Namespace, default: Sequence[str] = ("vafa",)
     parameter flags it takes; per-request KEY=VALUE wins over the flags. Labels are unique."""
     from .attacks import registry
     from .attacks.options import chosen_preset, check_all_taken, check_preset_used, given_params, params_for, preset_for
-    from .pipeline import AttackRequest, unique_labels
+    from .job.pipeline import AttackRequest, unique_labels
 
     preset = chosen_preset(args)
     flags = given_params(args)
@@ -281,8 +281,8 @@ def apply_eps_hu(requests: list, eps_hu: float | None, spec) -> list:
 
 
 def run_options(args: argparse.Namespace):
-    from .label_map import parse_label_map
-    from .pipeline import RunOptions
+    from .job.label_map import parse_label_map
+    from .job.pipeline import RunOptions
 
     label_map = parse_label_map(args.label_map) if getattr(args, "label_map", None) else None
     return RunOptions(args.roi, args.overlap, args.sw_batch_size, args.amp, args.seed, args.include_background, label_map)
@@ -338,9 +338,9 @@ class BarProgress:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .inference import load_segmentation_model
-    from .io import atomic_output_dir, check_output_target, read_image, write_image
-    from .pipeline import run_segmentation
+    from .job.inference import load_segmentation_model
+    from .files.images import atomic_output_dir, check_output_target, read_image, write_image
+    from .job.pipeline import run_segmentation
 
     check_output_target(args.output, args.overwrite, _inputs(args.input, args.model))
     image = read_image(args.input)
@@ -355,9 +355,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from .inference import load_segmentation_model
-    from .io import check_output_target, read_image
-    from .pipeline import run_job, write_outputs
+    from .job.inference import load_segmentation_model
+    from .files.images import check_output_target, read_image
+    from .job.pipeline import run_job, write_outputs
 
     check_output_target(args.output, args.overwrite, _inputs(args.input, args.labels, args.model))
     image = read_image(args.input)
@@ -376,10 +376,10 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import load_datalist
-    from .inference import using_load_options
-    from .io import check_output_target
-    from .training.distributed_eval import evaluate_datalist_distributed
+    from .evaluation.evaluate import load_datalist
+    from .job.inference import using_load_options
+    from .files.images import check_output_target
+    from .evaluation.distributed_eval import evaluate_datalist_distributed
 
     models = args.models or [args.model or "demo-unet"]
     cases = load_datalist(args.datalist, args.split)
@@ -400,7 +400,7 @@ def demo_requests(steps: int) -> list:
     """The demo's attacks: VAFA as the paper's Algorithm 1, VAFA as the authors' code runs it, PGD at
     the paper's 4/255, and SA2 when the registry has it; each at ``steps`` steps."""
     from .attacks import registry
-    from .pipeline import AttackRequest
+    from .job.pipeline import AttackRequest
 
     requests = [
         AttackRequest("vafa:paper", {"steps": steps}),
@@ -417,7 +417,7 @@ def demo_curve(job, steps: int, progress=None) -> list:
     """A small robustness curve for VAFA (public code) and PGD, reusing the demo's own runs as one
     point of each line: the strengths of ``DEMO_CURVE``, where a study would use the registry's
     five or more and more steps."""
-    from .curve import CurveAttack, point_from_outcome, sweep
+    from .evaluation.curve import CurveAttack, point_from_outcome, sweep
 
     lines = [("vafa:public-code", "block_size=32", DEMO_CURVE["vafa"]), ("pgd", "alpha=0.01", DEMO_CURVE["pgd"])]
     plan = []
@@ -435,10 +435,10 @@ def demo_curve(job, steps: int, progress=None) -> list:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .inference import load_segmentation_model
-    from .io import check_output_target, read_image
-    from .pipeline import RunOptions, run_job, write_outputs
-    from .sample_data import sample_ct_path, sample_labels_path
+    from .job.inference import load_segmentation_model
+    from .files.images import check_output_target, read_image
+    from .job.pipeline import RunOptions, run_job, write_outputs
+    from .samples.sample_data import sample_ct_path, sample_labels_path
 
     # Re-running the demo replaces its own earlier results; a folder of anything else is refused.
     check_output_target(args.output, args.overwrite)
@@ -455,7 +455,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = write_outputs(job, args.output, overwrite=args.overwrite, curve=curve)
     _print_summary(job)
     if curve:
-        from .curve import summary_sentence
+        from .evaluation.curve import summary_sentence
 
         print(f"curve ({len(curve)} points, {args.steps} steps each): {summary_sentence(curve)}")
     print(f"report: {out / 'report.html'}")
@@ -498,7 +498,7 @@ def _inputs(*paths) -> list[str]:
 
 def _warn_if_not_ct(args: argparse.Namespace, image, loaded) -> None:
     """A CT model on an image that does not look like a CT in HU: say so, then go on."""
-    from .modality import ct_warning
+    from .job.modality import ct_warning
 
     message = ct_warning(image, loaded.spec)
     if message:

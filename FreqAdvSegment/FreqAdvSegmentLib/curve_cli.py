@@ -43,7 +43,7 @@ def add_curve_parser(sub: Any, formatter: type) -> None:
 
 def curve_attacks(methods: list[str], steps: int | None) -> list:
     """CurveAttacks from the --method texts; --steps added to those that take steps and set none."""
-    from .curve import CurveAttack
+    from .evaluation.curve import CurveAttack
 
     attacks, seen = [], set()
     for text in methods:
@@ -59,10 +59,10 @@ def curve_attacks(methods: list[str], steps: int | None) -> list:
 
 def cmd_curve(args: argparse.Namespace) -> int:
     from .cli import BarProgress, run_options
-    from .curve import PartialSweep, parse_points, summary_sentence, sweep, sweep_values, write_curve
-    from .inference import load_segmentation_model
-    from .io import check_output_target, read_image
-    from .pipeline import start_job
+    from .evaluation.curve import PartialSweep, parse_points, summary_sentence, sweep, sweep_values, write_curve
+    from .job.inference import load_segmentation_model
+    from .files.images import check_output_target, read_image
+    from .job.pipeline import start_job
 
     attacks = curve_attacks(args.method or ["vafa", "pgd"], args.steps)
     points = parse_points(args.points, attacks)

@@ -6,7 +6,7 @@ what to change. Exit 1: a bug; the line says so and how to see the traceback (``
 
 from __future__ import annotations
 
-from .output_dir import describe_os_error
+from .files.output_dir import describe_os_error
 
 _MEMORY_ADVICE = "lower --sw-batch-size or --roi, or use a coarser spacing or a smaller volume"
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc")

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..inference import AMP_DTYPES, autocast, segment
-from ..shapes import padded_forward
+from ..job.inference import AMP_DTYPES, autocast, segment
+from ..job.padding import padded_forward
 from .losses import SegLoss, paper_dice_ce
 from .windows import batched, pad_amounts, window_grid
 

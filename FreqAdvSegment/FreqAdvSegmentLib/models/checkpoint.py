@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..atomic_file import replace_file
+from ..files.atomic_file import replace_file
 from .factory import build_model
 from .size import check_network_size
 from .families import LoadOptions, read_source

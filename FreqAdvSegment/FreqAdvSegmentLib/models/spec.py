@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..labels import BTCV_LABELS
+from ..organs import BTCV_LABELS
 
 # MONAI networks, then those of other families (nnU-Net's dynamic-network-architectures UNets,
 # ensembled over folds; TorchScript, which is loaded as code and never built from a spec).

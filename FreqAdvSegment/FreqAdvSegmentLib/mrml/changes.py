@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..labels import BTCV_LABELS
+from ..organs import BTCV_LABELS
 
 BACKGROUND_LOST = "background lost"
 

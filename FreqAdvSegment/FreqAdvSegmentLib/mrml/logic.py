@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import read_image, write_image
-from ..labels import BTCV_LABELS
+from ..files.images import read_image, write_image
+from ..organs import BTCV_LABELS
 from .attack_choices import AttackChoices, attack_arguments, attack_methods, request_labels
 from .engine_process import EngineJob, Progress, engine_command, engine_environment, overall_fraction
 from .results import OutputNodes, ResultNodes, load_results

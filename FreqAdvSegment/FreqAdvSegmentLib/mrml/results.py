@@ -5,7 +5,7 @@
     results.clean_segmentation, results.adversarial_segmentation, results.metrics_table
     write_scene("out/", input_path="ct.nii.gz")     # -> out/scene.mrb, opens with all results
 
-The folder is what FreqAdvSegmentLib.pipeline.write_outputs writes: report.json (whose "files"
+The folder is what FreqAdvSegmentLib.job.pipeline.write_outputs writes: report.json (whose "files"
 map names every volume), clean_labels.*, and per attack <name>/adversarial.*,
 <name>/perturbation_hu.*, <name>/adversarial_labels.*. Every volume is on the input's grid.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from ..io import read_image
+from ..files.images import read_image
 from .changes import change_counts, label_change_image, label_change_segmentation
 from .display import show_ct, show_perturbation, style_segmentation
 from .segmentations import segmentation_from_labels

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 import vtk
 
-from ..labels import BTCV_LABELS
+from ..organs import BTCV_LABELS
 from .scene import ensure_segmentation_converters
 from .terminology import ORGAN_CODES, color_table_node, label_colors, terminology_entry
 from .volumes import image_from_volume_node, volume_node_from_image

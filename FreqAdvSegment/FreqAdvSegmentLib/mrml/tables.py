@@ -1,6 +1,6 @@
 """report.json metrics -> a table node (per organ, clean vs each attack) and a bar chart.
 
-The numbers are the engine's own (report.json, written by FreqAdvSegmentLib.report); nothing is
+The numbers are the engine's own (report.json, written by FreqAdvSegmentLib.evaluation.report); nothing is
 recomputed here. Without ground truth the reference is the clean prediction, so "clean" is 1.0
 Dice and 0 mm HD95 by definition; the table's ``reference`` attribute says which it is.
 """

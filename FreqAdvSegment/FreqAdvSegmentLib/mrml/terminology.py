@@ -4,7 +4,7 @@ Each segment gets a ``TerminologyEntry`` tag, Slicer's 7-part string (see the Se
 developer guide): ``context~category~type~type modifier~region context~region~region modifier``,
 each coded part as ``scheme^value^meaning``. The codes are those of the DICOM master list (as in
 Slicer's own terminology files); "portal and splenic veins" maps to Portal vein, the closest
-standard concept. Colours are FreqAdvSegmentLib.labels.BTCV_COLORS, so Slicer, the HTML report
+standard concept. Colours are FreqAdvSegmentLib.organs.BTCV_COLORS, so Slicer, the HTML report
 and the web viewer agree.
 
 The same codes and colours are written as a Slicer terminology file
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..labels import BTCV_COLORS, BTCV_LABELS
+from ..organs import BTCV_COLORS, BTCV_LABELS
 
 CONTEXT = "Segmentation category and type - FreqAdvSegment BTCV"
 REGION_CONTEXT = "Anatomic codes - DICOM master list"

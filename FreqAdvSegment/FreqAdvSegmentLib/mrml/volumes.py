@@ -77,8 +77,8 @@ def image_from_volume_node(node: Any) -> sitk.Image:
 def model_input(node: Any, loaded: Any) -> tuple[Any, Any]:
     """The model's input tensor [1, 1, H, W, D] and GridContext for a volume node, preprocessed as
     ``loaded`` (a LoadedModel) asks: the engine's own ``prepare``, so results map back exactly."""
-    from ..pipeline import preprocessing_for  # torch only when actually asked for a tensor
-    from ..preprocess import prepare
+    from ..job.pipeline import preprocessing_for  # torch only when actually asked for a tensor
+    from ..job.preprocess import prepare
 
     return prepare(image_from_volume_node(node), preprocessing_for(loaded))
 

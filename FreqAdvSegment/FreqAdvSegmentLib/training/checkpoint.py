@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic_file import replace_file
+from ..files.atomic_file import replace_file
 
 CHECKPOINT_FORMAT = "freqadv-train-checkpoint"
 CHECKPOINT_VERSION = 1

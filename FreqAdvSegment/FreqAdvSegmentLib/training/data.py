@@ -44,9 +44,9 @@ from monai.transforms import (
 )
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from ..io import read_image
+from ..files.images import read_image
 from ..models import ModelSpec
-from ..preprocess import Preprocessing, prepare, prepare_labels
+from ..job.preprocess import Preprocessing, prepare, prepare_labels
 from .config import TrainConfig
 
 KEYS = ("image", "label")

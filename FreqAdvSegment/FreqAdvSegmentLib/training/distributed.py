@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..inference import resolve_device
+from ..job.inference import resolve_device
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from ..atomic_file import replace_file
+from ..files.atomic_file import replace_file
 
 TRAIN_FIELDS = ("step", "epoch", "loss", "loss_clean", "loss_adv", "loss_fr", "lr", "seconds")
 VAL_FIELDS = ("step", "epoch", "dice_clean", "dice_vafa", "metric", "best_metric", "best_step", "seconds")

@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic_file import replace_text
+from ..files.atomic_file import replace_text
 from ..attacks import registry
-from ..inference import autocast
+from ..job.inference import autocast
 from ..models import ModelSpec, build_model, load_model, paper_unetr_spec, resolve_model, save_model
 from ..models.registry import registry_spec, sha256_of
 from ..models.remap import strip_wrapper_prefixes
@@ -68,7 +68,7 @@ from .data import (
 )
 from .distributed import DistContext, all_gather_objects, any_rank, barrier, unwrap
 from .losses import frequency_consistency_loss, segmentation_loss
-from .memory import enable_gradient_checkpointing
+from .grad_checkpointing import enable_gradient_checkpointing
 from .runlog import RunLog
 from .validation import validate
 

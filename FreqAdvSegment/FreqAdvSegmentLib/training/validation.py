@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ..attacks import registry
-from ..inference import predict_logits
-from ..metrics import _dice_per_class
+from ..job.inference import predict_logits
+from ..evaluation.metrics import _dice_per_class
 from ..models import ModelSpec
 from .distributed import DistContext, all_gather_objects
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import registry
-from ..io import read_image
+from ..files.images import read_image
 from ..mrml.engine_process import EngineError
 from .downloads import ARCHIVE_NAME, attachment_name, list_downloads
 from .labels_check import check_labels
@@ -199,7 +199,7 @@ class FreqAdvWebApp:
 
     def _probe(self, view: Any, interactor: Any, _event: str) -> None:
         """The HU readout: the clean (and shown adversarial) CT's voxel under the mouse."""
-        from .probe import readout, slice_point, voxel_value
+        from .hu_readout import readout, slice_point, voxel_value
 
         if self.viewer.input is None:
             return
@@ -224,7 +224,7 @@ class FreqAdvWebApp:
 
     def load_sample(self) -> None:
         """Show the shipped sample CT, with its labels as the reference the engine measures against."""
-        from ..sample_data import sample_ct_path, sample_labels_path
+        from ..samples.sample_data import sample_ct_path, sample_labels_path
 
         self._refuse_while_running("load another volume")
         loaded = self.viewer.load_input(read_image(sample_ct_path()), "sample CT", read_image(sample_labels_path()))

@@ -12,7 +12,7 @@ is written outside the upload itself, in order:
 5. the first slice's header (read without its pixels) times the number of slices must be at most
    ``max_voxels`` (413), the same limit a NIfTI or NRRD header is held to.
 
-Only then does :func:`FreqAdvSegmentLib.io.read_image` read the folder as one series.
+Only then does :func:`FreqAdvSegmentLib.files.images.read_image` read the folder as one series.
 """
 
 from __future__ import annotations

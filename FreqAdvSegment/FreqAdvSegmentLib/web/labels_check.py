@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..labels import BTCV_LABELS
+from ..organs import BTCV_LABELS
 from ..mrml.volumes import image_from_volume_node
 
 _TOLERANCE_MM = 1e-3

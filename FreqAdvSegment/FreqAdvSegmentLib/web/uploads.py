@@ -11,7 +11,7 @@ order, and each before the next costs anything:
    bytes per voxel; 415 / 413): a few hundred KB of gzip can declare gigabytes, and SimpleITK
    would allocate them all before failing.
 
-Only then does :func:`FreqAdvSegmentLib.io.read_image` parse it. A DICOM series comes as one
+Only then does :func:`FreqAdvSegmentLib.files.images.read_image` parse it. A DICOM series comes as one
 .zip, checked and unpacked by :mod:`.dicom_zip` instead of step 4. Stored files get random names in
 the session's upload folder; the client only ever holds an opaque id, never a path.
 """

@@ -25,8 +25,8 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from ..io import read_image
-from ..labels import BTCV_LABELS
+from ..files.images import read_image
+from ..organs import BTCV_LABELS
 from ..mrml import views as bridge_views
 from ..mrml.display import show_ct
 from ..mrml.segmentations import segmentation_from_labels

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from FreqAdvSegmentLib.labels import BTCV_LABELS
+from FreqAdvSegmentLib.organs import BTCV_LABELS
 from FreqAdvSegmentLib.mrml.display import show_perturbation
 from FreqAdvSegmentLib.mrml.segmentations import labels_from_segmentation, segmentation_from_labels
 from FreqAdvSegmentLib.mrml.terminology import terminology_entry

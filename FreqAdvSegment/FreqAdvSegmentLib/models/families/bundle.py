@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ...labels import BTCV_LABELS
+from ...organs import BTCV_LABELS
 from ..normalize import affine_after_window
 from ..spec import ModelSpec
 from .common import LoadOptions, Source, generic_labels, read_json, read_torch

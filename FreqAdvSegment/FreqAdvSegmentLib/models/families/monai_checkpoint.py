@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...labels import BTCV_LABELS
+from ...organs import BTCV_LABELS
 from ..remap import guess_arch, strip_wrapper_prefixes
 from ..spec import ModelSpec
 from .common import (

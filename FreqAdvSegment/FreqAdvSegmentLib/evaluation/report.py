@@ -31,9 +31,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from . import __version__  # noqa: E402
-from .attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM  # noqa: E402
-from .labels import BTCV_COLORS  # noqa: E402
+from .. import __version__  # noqa: E402
+from ..attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM  # noqa: E402
+from ..organs import BTCV_COLORS  # noqa: E402
 
 
 def write_report(job, folder: Path, files: dict[str, str], curve: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def _files(folder: Path) -> list[str]:
 
 
 def _write_stamp(folder: Path) -> None:
-    from . import __version__
+    from .. import __version__
 
     files = sorted(_files(folder))
     text = json.dumps({"tool": "FreqAdvSegment", "version": __version__, "files": files}, indent=1)

@@ -23,12 +23,12 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .attacks import Attack, AttackResult, registry
-from .attacks.measures import budget, body_mask, strength, summarize, visibility
+from ..attacks import Attack, AttackResult, registry
+from ..attacks.measures import budget, body_mask, strength, summarize, visibility
 from .inference import LoadedModel, segment
-from .io import atomic_output_dir, write_image
+from ..files.images import atomic_output_dir, write_image
 from .memory_plan import check_memory, plan_memory
-from .metrics import flip_rate, segmentation_metrics
+from ..evaluation.metrics import flip_rate, segmentation_metrics
 from .preprocess import (
     GridContext,
     Preprocessing,
@@ -113,7 +113,7 @@ class RunOptions:
         amp: None, "bf16" or "fp16" (CUDA) autocast.
         seed: seeds the attacks' randomness.
         include_background: count label 0 in the mean Dice/HD95 (the paper's convention).
-        label_map: ground-truth value -> model value (see label_map.py); None uses them as given.
+        label_map: ground-truth value -> model value (see job/label_map.py); None uses them as given.
     """
 
     roi_size: tuple[int, int, int] | None = None
@@ -365,7 +365,7 @@ def _check_label_values(gt: sitk.Image, loaded: LoadedModel) -> None:
         raise ValueError(
             f"the ground-truth label map has label value(s) {unknown} that the model's label map "
             f"does not have (0..{len(names) - 1}: {', '.join(names)}); map your labels to the "
-            "model's with --label-map GT:MODEL,... (see FreqAdvSegmentLib/label_map.py)"
+            "model's with --label-map GT:MODEL,... (see FreqAdvSegmentLib/job/label_map.py)"
         )
 
 
@@ -405,7 +405,7 @@ def write_outputs(
     """Write volumes (on the input's grid), report.json and report.html into ``out_dir``,
     atomically: a crash or cancel leaves no half-written folder. ``curve`` (robustness-curve
     points, see :mod:`.curve`) adds ``curve/`` and the curve figure to the report."""
-    from .report import write_report  # matplotlib is only needed here
+    from ..evaluation.report import write_report  # matplotlib is only needed here
 
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         write_image(job.clean_labels, tmp / f"clean_labels{suffix}")
@@ -413,7 +413,7 @@ def write_outputs(
             _write_attack(job, outcome, tmp / outcome.request.label, suffix)
         curve_summary = None
         if curve:
-            from .curve import write_curve_files
+            from ..evaluation.curve import write_curve_files
 
             curve_summary = write_curve_files(list(curve), tmp / "curve")
         write_report(job, tmp, output_files(job, suffix), curve=curve_summary)

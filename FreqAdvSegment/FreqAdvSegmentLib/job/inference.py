@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from .models import LoadOptions, ModelSpec, load_model, resolve_model, with_input_normalization
-from .models.families import family_of
-from .models.registry import registry_spec
-from .shapes import padded_forward
+from ..models import LoadOptions, ModelSpec, load_model, resolve_model, with_input_normalization
+from ..models.families import family_of
+from ..models.registry import registry_spec
+from .padding import padded_forward
 
 # Load options for callers that only pass a model name (evaluate's case loop); the CLI sets them
 # with using_load_options so that --arch, --fold, ... reach every model it loads.

@@ -207,7 +207,7 @@ def prepare(
     MONAI keeps it.
 
     Args:
-        image: 3D scalar volume in HU (e.g. from :func:`FreqAdvSegmentLib.io.read_image`).
+        image: 3D scalar volume in HU (e.g. from :func:`FreqAdvSegmentLib.files.images.read_image`).
         prep: settings; default :class:`Preprocessing` (the paper's).
 
     Returns:

@@ -3,7 +3,7 @@
 Supported inputs: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) and a folder
 holding one DICOM series. Everything is returned as a ``SimpleITK.Image`` with ITK's geometry
 (LPS physical space, direction cosines as columns, spacing and size in (x, y, z) = (i, j, k)
-order). Conversion to the engine's tensors is :mod:`FreqAdvSegmentLib.preprocess`'s job.
+order). Conversion to the engine's tensors is :mod:`FreqAdvSegmentLib.job.preprocess`'s job.
 
 Outputs are written atomically (temporary sibling, then ``os.replace``) so that a crash, a full
 disk or a Ctrl-C never leaves a half-written file or results folder that looks complete.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SAMPLE_DIR: Path = Path(__file__).resolve().parent / "resources" / "sample"
+SAMPLE_DIR: Path = Path(__file__).resolve().parent.parent / "resources" / "sample"
 SAMPLE_CT_NAME = "patientA_ct.nii.gz"
 SAMPLE_LABELS_NAME = "patientA_labels.nii.gz"
 HELDOUT_DIRNAME = "patientB"

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import evaluate
-from ..io import _check_output_target
-from ..pipeline import AttackRequest, RunOptions, StageProgress
-from .distributed import (
+from . import evaluate
+from ..files.images import _check_output_target
+from ..job.pipeline import AttackRequest, RunOptions, StageProgress
+from ..training.distributed import (
     DistContext,
     all_gather_objects,
     barrier,
@@ -41,7 +41,7 @@ def evaluate_datalist_distributed(
 ) -> str:
     """``evaluate_datalist`` sharded over the ranks of a torchrun job.
 
-    Same arguments and outputs as :func:`FreqAdvSegmentLib.evaluate.evaluate_datalist`; returns
+    Same arguments and outputs as :func:`FreqAdvSegmentLib.evaluation.evaluate.evaluate_datalist`; returns
     summary.md's text on rank 0 and "" on the other ranks (which write nothing).
     """
     if ctx is None and not launched_distributed():

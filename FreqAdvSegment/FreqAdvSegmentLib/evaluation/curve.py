@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .attacks import registry
-from .attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM
-from .attacks.spec import AttackSpec
+from ..attacks import registry
+from ..attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM
+from ..attacks.spec import AttackSpec
 
 EQUAL_SSIM = 0.95
 """The curve's summary names the strongest attack whose change keeps SSIM at or above this."""
@@ -59,7 +59,7 @@ class CurveAttack:
 
     def request(self, value: float):
         """The pipeline's request for one point of the sweep."""
-        from .pipeline import AttackRequest
+        from ..job.pipeline import AttackRequest
 
         return AttackRequest(self.method, {**self.params, self.spec.strength: value})
 
@@ -161,7 +161,7 @@ def sweep(
         on_point: called with each new point as soon as it is measured (to save it).
         count_from: (done, total) over a whole multi-model curve, for the progress bar.
     """
-    from .pipeline import run_attack
+    from ..job.pipeline import run_attack
 
     done = done or {}
     plan = [(a, v) for a in attacks for v in sweep_values(a, points)]
@@ -233,7 +233,7 @@ def write_curve(
 ) -> Path:
     """The curve's files in ``out_dir``, atomically (a crash leaves no half-written folder; a
     folder holding one of ``inputs`` is never replaced)."""
-    from .io import atomic_output_dir
+    from ..files.images import atomic_output_dir
 
     with atomic_output_dir(out_dir, overwrite, inputs) as tmp:
         write_curve_files(points, tmp)

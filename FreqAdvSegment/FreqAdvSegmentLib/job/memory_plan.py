@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import SimpleITK as sitk
 import torch
 
-from .models.factory import build_model
-from .models.spec import NATIVE, ModelSpec
+from ..models.factory import build_model
+from ..models.spec import NATIVE, ModelSpec
 
 _PHYSICAL_AXIS = {"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}
 # Per voxel of one window, for networks that cannot be traced on the meta device (SwinUNETR
@@ -162,7 +162,7 @@ def _window_bytes(spec: ModelSpec, roi: tuple[int, int, int], batch: int, attack
 
 
 def _weight_bytes(spec: ModelSpec) -> int:
-    from .models.size import parameter_count
+    from ..models.size import parameter_count
 
     count = parameter_count(spec)
     return 4 * count if count is not None else 0

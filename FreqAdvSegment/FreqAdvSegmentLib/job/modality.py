@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .models.spec import ModelSpec
+from ..models.spec import ModelSpec
 
 _SAMPLE = 1 << 20  # voxels looked at, at most
 _AIR_HU = -500.0

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .inference import load_segmentation_model
-from .io import atomic_output_dir, read_image
-from .pipeline import AttackRequest, RunOptions, StageProgress, run_job
+from ..job.inference import load_segmentation_model
+from ..files.images import atomic_output_dir, read_image
+from ..job.pipeline import AttackRequest, RunOptions, StageProgress, run_job
 
 
 def load_datalist(path: str | Path, split: str = "validation") -> list[dict[str, Path]]:

@@ -1,0 +1,1 @@
+"""Data the package ships or makes: the sample CT and seeded synthetic phantoms."""
