@@ -2,7 +2,7 @@
 """Rewrite the file lists of FreqAdvSegment/CMakeLists.txt from the source tree.
 
 Slicer installs only the scripts and resources that CMakeLists.txt lists, so every new
-FreqAdvSegmentLib module or resource must be added there; Testing/test_extension_files.py fails
+FreqAdvSegmentLib module or resource must be added there; Testing/slicer/test_extension_files.py fails
 until it is. This script does it:
 
     python scripts/update_slicer_cmake.py          # rewrite the lists

@@ -215,7 +215,7 @@ def test_the_readme_attack_table_is_the_generated_one():
 
     from FreqAdvSegmentLib.attacks.docs import attack_table, readme_table
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert readme_table(readme) == attack_table(), (
         "README.md's attack table is stale: run python -m FreqAdvSegmentLib.attacks.docs README.md")
     for spec in registry.specs():

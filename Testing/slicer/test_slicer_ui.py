@@ -23,7 +23,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 QtWidgets = pytest.importorskip("PyQt5.QtWidgets", reason="PyQt5 is not installed (pip install PyQt5)")
 from PyQt5 import uic  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "FreqAdvSegment" / "FreqAdvSegment.py"
 UI = REPO / "FreqAdvSegment" / "Resources" / "UI" / "FreqAdvSegment.ui"
 # What the parameter node wrapper connects each annotation to (slicer.parameterNodeWrapper's

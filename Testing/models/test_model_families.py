@@ -359,7 +359,7 @@ def test_malicious_plans_are_refused_and_create_nothing(where, tmp_path):
     assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["Dataset001_Tiny"]
 
 
-FIXTURE = Path(__file__).parent / "data" / "nnunet_fixture"
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "nnunet_fixture"
 
 
 @needs_nnunet

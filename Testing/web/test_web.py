@@ -41,7 +41,7 @@ from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_
 from FreqAdvSegmentLib.web import downloads, jobs, params, routes, uploads  # noqa: E402
 from FreqAdvSegmentLib.web.metrics import page_metrics  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ORGAN_RGB = {name: np.array(c) for name, c in zip(BTCV_LABELS[1:], BTCV_COLORS[1:])}
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 MODELS = REPO / "FreqAdvSegment" / "FreqAdvSegmentLib" / "resources" / "models"
 

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 try:
     import FreqAdvSegmentLib  # noqa: F401
 except ModuleNotFoundError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "FreqAdvSegment"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "FreqAdvSegment"))
 
 from FreqAdvSegmentLib.organs import BTCV_LABELS
 from FreqAdvSegmentLib.samples.sample_data import (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "FreqAdvSegment"
 SCRIPT = MODULE / "FreqAdvSegment.py"
 UI = MODULE / "Resources" / "UI" / "FreqAdvSegment.ui"

@@ -15,7 +15,7 @@ import pytest
 from FreqAdvSegmentLib.mrml import engine_process, model_choices
 from FreqAdvSegmentLib.mrml.logic import prune_run_folders
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_model_chooser_marks_what_is_installed_and_says_how_to_get_the_rest(tmp_path, monkeypatch):

@@ -92,7 +92,7 @@ def demo_model_file(d: Path, name: str, **spec_changes) -> Path:
     """The shipped demo model's weights under a spec with ``spec_changes``, as safetensors."""
     from safetensors import safe_open
 
-    source = Path(__file__).parents[1] / "FreqAdvSegment/FreqAdvSegmentLib/resources/models/demo_unet.safetensors"
+    source = Path(__file__).parents[2] / "FreqAdvSegment/FreqAdvSegmentLib/resources/models/demo_unet.safetensors"
     with safe_open(str(source), framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         metadata = dict(f.metadata())
