@@ -133,13 +133,60 @@ def predict_logits(
     with autocast(device, amp):
         if roi_size is None:
             logits = padded_forward(model, x)  # padded to the model's multiple, cropped back
+        elif mode == "nnunet":
+            logits = nnunet_sliding_logits(model, x, tuple(roi_size), overlap, sw_batch_size)
         else:
-            weights = nnunet_gaussian(roi_size, x.device) if mode == "nnunet" else None
-            blend = "constant" if mode == "nnunet" else mode
-            logits = sliding_window_inference(
-                x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode=blend, roi_weight_map=weights
-            )
+            logits = sliding_window_inference(x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode=mode)
     return logits.float()
+
+
+def nnunet_sliding_logits(
+    model: torch.nn.Module, x: torch.Tensor, roi_size: tuple[int, int, int], overlap: float, sw_batch_size: int
+) -> torch.Tensor:
+    """Logits [B, K, H, W, D] for x [B, C, H, W, D] as nnUNetPredictor computes them.
+
+    Its tile placement (:func:`~..attacks.windows.nnunet_axis_starts`, tile step = 1 - overlap),
+    its Gaussian (:func:`nnunet_gaussian`), and its padding of a volume smaller than a tile:
+    centred, with the value the network sees as 0 after its normalisation (nnU-Net pads the
+    normalised image with 0). MONAI's inferer places tiles by another rule, which changed a
+    quarter of a real CT's voxels against nnU-Net's own output.
+    """
+    from ..attacks.windows import batched, window_grid  # MERGE-TODO: top level once attacks/base stops importing job
+
+    pads = centred_pad_amounts(x.shape[2:], roi_size)
+    padded = torch.nn.functional.pad(x, pads, value=normalised_zero(model)) if any(pads) else x
+    weights = nnunet_gaussian(roi_size, x.device)
+    windows = window_grid(padded.shape[2:], roi_size, overlap, mode="nnunet")
+    logits: torch.Tensor | None = None
+    counts = torch.zeros(padded.shape[2:], device=x.device)
+    for group in batched(windows, sw_batch_size):
+        out = model(torch.cat([padded[(..., *w)] for w in group])).float()  # [n*B, K, *roi]
+        if logits is None:
+            logits = torch.zeros((x.shape[0], out.shape[1], *padded.shape[2:]), device=x.device)
+        for i, w in enumerate(group):
+            logits[(..., *w)] += out[i * x.shape[0] : (i + 1) * x.shape[0]] * weights
+            counts[w] += weights
+    logits = logits / counts
+    h, w, d = x.shape[2:]
+    return logits[..., pads[4] : pads[4] + h, pads[2] : pads[2] + w, pads[0] : pads[0] + d]
+
+
+def centred_pad_amounts(shape: Sequence[int], roi: Sequence[int]) -> tuple[int, ...]:
+    """F.pad amounts (last axis first) growing ``shape`` to ``roi``, split as nnU-Net splits them
+    (half below, the odd voxel above)."""
+    pads: list[int] = []
+    for n, r in reversed(list(zip(shape, roi))):
+        extra = max(r - n, 0)
+        pads += [extra // 2, extra - extra // 2]
+    return tuple(pads)
+
+
+def normalised_zero(model: torch.nn.Module) -> float:
+    """The [0, 1] input value the network receives as 0 (its normalisation's zero), else 0."""
+    scale, shift = getattr(model, "scale", None), getattr(model, "shift", None)
+    if getattr(model, "activation", "none") != "none" or not scale:
+        return 0.0
+    return -float(shift) / float(scale)
 
 
 def segment(

@@ -191,9 +191,16 @@ def _segment(
     """run_segmentation without its memory check, for callers that made a larger one first."""
     x, ctx = prepare(image, preprocessing_for(loaded))
     x = x.to(loaded.device)
-    overlap, batch, mode = window_settings(options, loaded)
-    pred = segment(loaded.model, x, _roi(options, loaded), overlap, batch, options.amp, mode)
+    pred = predict(x, loaded, options)
     return x, ctx, pred, labels_to_original(pred.cpu(), ctx)
+
+
+def predict(x: torch.Tensor, loaded: LoadedModel, options: RunOptions) -> torch.Tensor:
+    """The model's label map [1, 1, H, W, D] for a model-grid input x [1, 1, H, W, D], with the
+    windows, blending and overlap the model asks for. Clean and adversarial maps both come from
+    here, so an attack that changes nothing changes no voxel of the map."""
+    overlap, batch, mode = window_settings(options, loaded)
+    return segment(loaded.model, x, _roi(options, loaded), overlap, batch, options.amp, mode)
 
 
 def run_job(
@@ -260,7 +267,7 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     target = gt_model if gt_model is not None else job.clean_pred
     result = attack.run(job.x, target, lambda done, total: _tick(progress, request.label, done, total))
     seconds = time.perf_counter() - start
-    adv_pred = attack.predict(result.adv)
+    adv_pred = predict(result.adv, loaded, options)  # as the clean map was made: same windows and blend
     adv_labels = labels_to_original(adv_pred.cpu(), job.ctx)
     delta_hu = perturbation_to_hu(result.perturbation.cpu(), job.ctx)
     metrics = {
