@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from FreqAdvSegmentLib.attacks import catalog, docs, registry
-from FreqAdvSegmentLib.attacks.spec import INTENSITY, AttackInfo, Param, Preset, SameAs
-from FreqAdvSegmentLib.attacks.voxel import BIM, BIM_SPEC
+from FreqAdvSegmentLib.attacks.spec import INTENSITY, AttackInfo, AttackSpec, Param, Preset, SameAs
+from FreqAdvSegmentLib.attacks.voxel import BIM
 
 ATTACKS_DIR = Path(catalog.__file__).parent
 
@@ -68,7 +68,7 @@ def test_current_is_the_live_registry_so_a_plug_in_shows_up():
         def __init__(self, model, shove: float = 2 / 255, **kwargs) -> None:
             super().__init__(model, eps=shove, **kwargs)
 
-    spec = BIM_SPEC.__class__("shove", Shove, "Shove", "a plug-in", (Param("shove", float, "budget", INTENSITY, 0, 1, display_scale=255),))
+    spec = AttackSpec("shove", Shove, "Shove", "a plug-in", (Param("shove", float, "budget", INTENSITY, 0, 1, display_scale=255),))
     registry.register(spec)
     try:
         assert catalog.current() is catalog.REGISTERED
