@@ -1,4 +1,7 @@
-"""Running a segmentation model: device choice, model loading, sliding-window inference."""
+"""Running a segmentation model: device choice, model loading, sliding-window inference.
+
+Mixed precision and padding to the network's multiple come from the attacks'
+:mod:`..attacks.network`, which the attacks need without the rest of the engine."""
 
 from __future__ import annotations
 
@@ -8,20 +11,16 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
+from ..attacks.network import AMP_DTYPES, autocast, predict_logits  # noqa: F401  (re-exported: the job's names)
 from ..models import LoadOptions, ModelSpec, load_model, resolve_model, with_input_normalization
 from ..models.families import family_of
 from ..models.registry import registry_spec
-from .padding import padded_forward
 
 # Load options for callers that only pass a model name (evaluate's case loop); the CLI sets them
 # with using_load_options so that --arch, --fold, ... reach every model it loads.
 _LOAD_OPTIONS: contextvars.ContextVar[LoadOptions | None] = contextvars.ContextVar("load_options", default=None)
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -88,107 +87,6 @@ def load_segmentation_model(
     return LoadedModel(model, spec, str(name_or_path), dev, family)
 
 
-def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
-    """Autocast for ``amp`` in (None, "bf16", "fp16"); fp16 only on CUDA."""
-    if amp is None:
-        return contextlib.nullcontext()
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device; use amp='bf16' or None on CPU")
-    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
-
-
-def nnunet_gaussian(roi_size: Sequence[int], device: torch.device) -> torch.Tensor:
-    """nnU-Net's tile weights [X, Y, Z]: a Gaussian of sigma 1/8 of the tile, peak 10, float16.
-
-    Unlike MONAI's "gaussian" mode it has no 1e-3 floor: nnU-Net's tails fall to ~1e-10, and
-    where two tiles overlap near their edges that changes the blend a great deal. Zeros (float16
-    underflow) become the smallest non-zero weight, as nnU-Net does.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    impulse = np.zeros(tuple(roi_size))
-    impulse[tuple(size // 2 for size in roi_size)] = 1
-    weights = torch.from_numpy(gaussian_filter(impulse, [size / 8 for size in roi_size], 0, mode="constant", cval=0))
-    weights = (weights / (weights.max() / 10)).to(torch.float16)
-    weights[weights == 0] = weights[weights != 0].min()
-    return weights.float().to(device)
-
-
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    roi_size: Sequence[int] | None,
-    overlap: float = 0.25,
-    sw_batch_size: int = 2,
-    amp: str | None = None,
-    mode: str = "gaussian",
-) -> torch.Tensor:
-    """Logits [B, K, H, W, D] for images [B, C, H, W, D]; sliding windows of ``roi_size``
-    blended by ``mode`` (MONAI's SlidingWindowInferer), or one pass when ``roi_size`` is None."""
-    device = next(model.parameters()).device
-    x = x.to(device)
-    with autocast(device, amp):
-        if roi_size is None:
-            logits = padded_forward(model, x)  # padded to the model's multiple, cropped back
-        elif mode == "nnunet":
-            logits = nnunet_sliding_logits(model, x, tuple(roi_size), overlap, sw_batch_size)
-        else:
-            logits = sliding_window_inference(x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode=mode)
-    return logits.float()
-
-
-def nnunet_sliding_logits(
-    model: torch.nn.Module, x: torch.Tensor, roi_size: tuple[int, int, int], overlap: float, sw_batch_size: int
-) -> torch.Tensor:
-    """Logits [B, K, H, W, D] for x [B, C, H, W, D] as nnUNetPredictor computes them.
-
-    Its tile placement (:func:`~..attacks.windows.nnunet_axis_starts`, tile step = 1 - overlap),
-    its Gaussian (:func:`nnunet_gaussian`), and its padding of a volume smaller than a tile:
-    centred, with the value the network sees as 0 after its normalisation (nnU-Net pads the
-    normalised image with 0). MONAI's inferer places tiles by another rule, which changed a
-    quarter of a real CT's voxels against nnU-Net's own output.
-    """
-    from ..attacks.windows import batched, window_grid  # MERGE-TODO: top level once attacks/base stops importing job
-
-    pads = centred_pad_amounts(x.shape[2:], roi_size)
-    padded = torch.nn.functional.pad(x, pads, value=normalised_zero(model)) if any(pads) else x
-    weights = nnunet_gaussian(roi_size, x.device)
-    windows = window_grid(padded.shape[2:], roi_size, overlap, mode="nnunet")
-    logits: torch.Tensor | None = None
-    counts = torch.zeros(padded.shape[2:], device=x.device)
-    for group in batched(windows, sw_batch_size):
-        out = model(torch.cat([padded[(..., *w)] for w in group])).float()  # [n*B, K, *roi]
-        if logits is None:
-            logits = torch.zeros((x.shape[0], out.shape[1], *padded.shape[2:]), device=x.device)
-        for i, w in enumerate(group):
-            logits[(..., *w)] += out[i * x.shape[0] : (i + 1) * x.shape[0]] * weights
-            counts[w] += weights
-    logits = logits / counts
-    h, w, d = x.shape[2:]
-    return logits[..., pads[4] : pads[4] + h, pads[2] : pads[2] + w, pads[0] : pads[0] + d]
-
-
-def centred_pad_amounts(shape: Sequence[int], roi: Sequence[int]) -> tuple[int, ...]:
-    """F.pad amounts (last axis first) growing ``shape`` to ``roi``, split as nnU-Net splits them
-    (half below, the odd voxel above)."""
-    pads: list[int] = []
-    for n, r in reversed(list(zip(shape, roi))):
-        extra = max(r - n, 0)
-        pads += [extra // 2, extra - extra // 2]
-    return tuple(pads)
-
-
-def normalised_zero(model: torch.nn.Module) -> float:
-    """The [0, 1] input value the network receives as 0 (its normalisation's zero), else 0."""
-    scale, shift = getattr(model, "scale", None), getattr(model, "shift", None)
-    if getattr(model, "activation", "none") != "none" or not scale:
-        return 0.0
-    return -float(shift) / float(scale)
-
-
 def segment(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -198,5 +96,5 @@ def segment(
     amp: str | None = None,
     mode: str = "gaussian",
 ) -> torch.Tensor:
-    """Label map [B, 1, H, W, D] (argmax of :func:`predict_logits`)."""
+    """Label map [B, 1, H, W, D] (argmax of :func:`~..attacks.network.predict_logits`)."""
     return predict_logits(model, x, roi_size, overlap, sw_batch_size, amp, mode).argmax(1, keepdim=True)

@@ -253,7 +253,7 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     """Run one attack on a started job and measure it (the job is not changed)."""
     options, loaded = job.options, job.loaded
     gt_model, reference = job.gt_model, job.reference
-    overlap, batch, _ = window_settings(options, loaded)
+    overlap, batch, mode = window_settings(options, loaded)
     attack = request.build(
         loaded.model,
         roi_size=_roi(options, loaded),
@@ -261,6 +261,7 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
         sw_batch_size=batch,
         amp=options.amp,
         seed=options.seed,
+        mode=mode,
     )
     start = time.perf_counter()
     # The paper attacks against the ground truth; without one, against the clean prediction.
