@@ -14,7 +14,8 @@ own spectrum, which keeps SSIM high at a given Dice drop (the paper: UNETR on Sy
 74.3 -> 37.2 at SSIM about 0.95, where VAFA reaches 37.9 at SSIM about 0.66).
 
 During the steps the model sees x' unclipped, as in the public code (clipping would zero the
-gradient of saturated voxels); the returned volume is clipped to [0, 1].
+gradient of saturated voxels); the returned volume is clipped to [0, 1]. As in the public code,
+the returned volume is the x' of the last step, computed before the last update of the factors.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from .ssim import ssim3d
 
 BANDS = ("all", "low", "middle", "high")
 FACTOR_STEP = 0.1  # the paper's signed step on the factors
+# The authors' README runs loss = -0.2 DiceCE + 0.75 (1 - SSIM). Signed steps only see the sign of
+# the gradient, so dividing by 0.2 changes nothing: DiceCE - 3.75 (1 - SSIM) in this module's form.
+README_SSIM_WEIGHT = 0.75 / 0.2
 
 
 def band_mask(block: int, band: str, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -97,8 +101,10 @@ class SA2(Attack):
         mask = band_mask(self.block_size, self.band, x.device)
         lo, hi = 1.0 - self.rho, 1.0 + self.rho
         factors = lo + (hi - lo) * torch.rand(coeffs.shape, generator=self.generator, device=x.device)
+        used = factors  # the factors of the last x' the model saw: the public code returns that x'
         history = []
         for step in range(self.steps):
+            used = factors.detach()
             factors.requires_grad_(True)
             x_adv = self.transform(coeffs, factors, mask, shape)
             seg_loss, grad_x = self.loss_grad(x_adv, y)
@@ -116,8 +122,8 @@ class SA2(Attack):
             history.append(entry)
             self._tick(progress, step + 1, self.steps)
         with torch.no_grad():
-            x_adv = self.transform(coeffs, factors, mask, shape).clamp(0.0, 1.0)
-            effective = torch.where(mask, factors, torch.ones_like(factors))
+            x_adv = self.transform(coeffs, used, mask, shape).clamp(0.0, 1.0)
+            effective = torch.where(mask, used, torch.ones_like(used))
         return AttackResult(x_adv, x, y, history, {"factors": effective})
 
     @staticmethod
@@ -147,7 +153,11 @@ SPEC = AttackSpec(
         Param("ssim_weight", float, "weight of the (1 - SSIM) term; 0 turns it off (SA² default: off)", WEIGHT, 0, 1000),
     ),
     presets=(
-        Preset("paper", "the paper's setting: rho 0.2, 10 steps, 8^3 blocks, every band, no SSIM term"),
+        Preset("paper", "the paper's text and the public code's class defaults: rho 0.2, 10 steps, 8^3 blocks, "
+               "every band, no SSIM term"),
+        Preset("authors-run", "the authors' documented run (their README command): rho 0.4, 10 steps, 16^3 blocks, "
+               "SSIM on with lambda_ssim 0.75 against lambda_dice 0.2 (weight 3.75 here)",
+               {"rho": 0.4, "block_size": 16, "ssim_weight": README_SSIM_WEIGHT}),
         Preset("ssim", "with the optional SSIM term, weight 1", {"ssim_weight": 1.0}),
     ),
     strength="rho",
