@@ -107,12 +107,14 @@ class CW(Attack):
     In sliding-window mode the sum is the windows' mean margin times the volume's voxel count.
 
     A binary search over c (``search_steps`` rounds of ``steps`` Adam steps each, every round from
-    the clean volume) finds, per volume, the smallest c that still succeeds; a round succeeds
-    when at least ``target_fraction`` of the voxels get a label other than the one attacked. The
+    the clean volume) finds, per volume, the smallest c that still succeeds; an iterate succeeds
+    when at least ``target_fraction`` of the foreground voxels get a label other than the one
+    attacked. The
     result is the best iterate seen over all rounds (best-so-far tracking): the successful one
     with the smallest L2 distance, or, for a volume that never succeeded, the one that fooled the
     most voxels. As in C&W, c grows tenfold after a failure until an upper bound is known, then
-    bisects.
+    bisects. Voxels labelled background (0) are not counted for success while the volume has
+    foreground: a fraction of all voxels would be dominated by the background.
     """
 
     name = "cw"
@@ -165,16 +167,25 @@ class CW(Attack):
             x_adv = (torch.tanh(w) + 1) / 2
             neg_margin, grad_x = self.loss_grad(x_adv, y, margin)
             distance = ((x_adv - x) ** 2).flatten(1).sum(1)  # [B]
-            succeeded |= best.update(x_adv.detach(), distance.detach(), self.predict(x_adv.detach()) != y, self.target_fraction)
+            fooled = _fooled_fraction(self.predict(x_adv.detach()), y)
+            succeeded |= best.update(x_adv.detach(), distance.detach(), fooled, self.target_fraction)
             # grad_x is d(-mean margin)/dx'; chaining it through x'(w) minimises c * sum margin + distance.
             objective = distance.sum() - (weight * x_adv * grad_x).sum()
             optimiser.zero_grad()
             objective.backward()
             optimiser.step()
-            history.append({"step": done + step, "loss": neg_margin * voxels, "l2": float(distance.sum().sqrt()),
+            history.append({"step": done + step, "loss": neg_margin * voxels, "l2": float(distance.detach().sum().sqrt()),
                             "c": float(c.mean())})
             self._tick(progress, done + step + 1, total)
         return succeeded
+
+
+def _fooled_fraction(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Share of the foreground voxels (all voxels where a volume has none) whose predicted label
+    differs from the one attacked: [B, 1, H, W, D] twice -> [B]."""
+    wrong, fg = (pred != y).flatten(1).float(), (y != 0).flatten(1).float()
+    counted = torch.where(fg.sum(1, keepdim=True) > 0, fg, torch.ones_like(fg))
+    return (wrong * counted).sum(1) / counted.sum(1)
 
 
 class _CWBest:
@@ -187,10 +198,9 @@ class _CWBest:
         self.fooled = torch.zeros(batch, device=x.device)
         self.success = torch.zeros(batch, dtype=torch.bool, device=x.device)
 
-    def update(self, x_adv: torch.Tensor, l2: torch.Tensor, wrong: torch.Tensor, target: float) -> torch.Tensor:
-        """Offer iterate ``x_adv`` [B, C, H, W, D] with squared distances ``l2`` [B] and its wrong
-        voxels ``wrong`` [B, 1, H, W, D]; returns which volumes it makes succeed (bool [B])."""
-        fooled = wrong.flatten(1).float().mean(1)
+    def update(self, x_adv: torch.Tensor, l2: torch.Tensor, fooled: torch.Tensor, target: float) -> torch.Tensor:
+        """Offer iterate ``x_adv`` [B, C, H, W, D] with squared distances ``l2`` [B] and fooled
+        fractions ``fooled`` [B]; returns which volumes it makes succeed (bool [B])."""
         success = fooled >= target
         better = torch.where(
             success,
