@@ -121,10 +121,17 @@ def test_attack_lowers_dice_against_clean_prediction(name, trained_unet, test_ca
 
 
 def test_strong_attacks_break_far_more_than_noise(trained_unet, test_case, clean_pred):
+    """Margins measured by scripts/measure_test_margins.py on phantom seeds 100-102 with 1 and 2
+    threads (figures in its docstring): PGD and BIM end >= 0.34 below noise of std 16/255; VAFA
+    (RMS change about 3/255) ends >= 0.4 below noise of its own RMS."""
     x = test_case[0]
     noise = _dice(trained_unet, ATTACK_SETTINGS["gn"](trained_unet)(x), clean_pred)
-    for name in ("vafa (tables start at q_max)", "pgd", "bim"):
+    for name in ("pgd", "bim"):
         assert _dice(trained_unet, ATTACK_SETTINGS[name](trained_unet)(x), clean_pred) < noise - 0.2, name
+    vafa = ATTACK_SETTINGS["vafa (tables start at q_max)"](trained_unet)(x)
+    rms = (vafa - x).pow(2).mean().sqrt().item()
+    same_size = _dice(trained_unet, GaussianNoise(trained_unet, std=rms, seed=0)(x), clean_pred)
+    assert _dice(trained_unet, vafa, clean_pred) < same_size - 0.2
 
 
 def test_ssim_term_keeps_the_volume_more_similar(trained_unet, test_case):

@@ -215,3 +215,15 @@ def test_cw_one_adam_step(tiny, case, monkeypatch):
     opt.step()
     torch.testing.assert_close(seen[0], a.detach(), atol=1e-6, rtol=0)
     torch.testing.assert_close(seen[1], ((torch.tanh(w) + 1) / 2).detach(), atol=1e-6, rtol=0)
+
+
+def test_ssim_clamps_the_mean_like_pytorch_msssim():
+    """pytorch_msssim (nonnegative_ssim=True) applies relu to each volume's mean SSIM, not to
+    each local value: an inverted volume, whose local structure terms are mostly negative,
+    scores exactly 0 (per-value clamping would leave the positive minority's share)."""
+    from FreqAdvSegmentLib.attacks.ssim import ssim3d, ssim3d_local
+
+    x = torch.rand(1, 1, 12, 12, 12, generator=torch.Generator().manual_seed(0))
+    assert ssim3d(x, 1 - x).item() == 0.0
+    local = ssim3d_local(x[:, :1], 1 - x[:, :1], clamp=False)
+    assert (local > 0).any() and local.mean() < 0
