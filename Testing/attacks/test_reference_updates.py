@@ -224,6 +224,29 @@ def test_ssim_clamps_the_mean_like_pytorch_msssim():
     from FreqAdvSegmentLib.attacks.ssim import ssim3d, ssim3d_local
 
     x = torch.rand(1, 1, 12, 12, 12, generator=torch.Generator().manual_seed(0))
-    assert ssim3d(x, 1 - x).item() == 0.0
-    local = ssim3d_local(x[:, :1], 1 - x[:, :1], clamp=False)
+    y = 1 - x
+    y[..., :4] = x[..., :4]  # a few slices agree: their local values are positive
+    local = ssim3d_local(x, y, clamp=False)
     assert (local > 0).any() and local.mean() < 0
+    assert ssim3d(x, y).item() == 0.0
+    assert ssim3d_local(x, y).mean() > 0, "clamping each value would have scored it above 0"
+
+
+@pytest.mark.parametrize("block", [3, 4, 5, 7, 8, 16])
+def test_sa2_band_masks_are_the_public_codes(block):
+    """saa utils.get_masks, transcribed: upper triangles, flipped, stacked along the last axis."""
+    import numpy as np
+
+    from FreqAdvSegmentLib.attacks.sa2 import band_mask
+
+    ones = np.ones((block, block))
+    low, high = np.zeros((block,) * 3), np.zeros((block,) * 3)
+    for counter, z in enumerate(range(block // 2)):
+        low[:, :, z] = np.flip(np.triu(ones, block // 2 + counter), 1)
+    for counter, z in enumerate(range(block - 1, block // 2 - 1, -1)):
+        high[:, :, z] = np.flip(np.triu(ones, block // 2 + counter), 0)
+    middle = np.where(low + high == 1, 0, 1)
+    for band, want in (("low", low), ("middle", middle), ("high", high)):
+        want = torch.from_numpy(want.astype(bool))
+        want[0, 0, 0] = False  # DC is never perturbed (perturb_dct_coefs_band)
+        assert torch.equal(band_mask(block, band), want), band

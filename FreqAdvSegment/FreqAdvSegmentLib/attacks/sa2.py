@@ -37,20 +37,21 @@ README_SSIM_WEIGHT = 0.75 / 0.2
 def band_mask(block: int, band: str, device: torch.device | str = "cpu") -> torch.Tensor:
     """Which coefficients of a [b, b, b] DCT block SA² scales (bool [b, b, b]).
 
-    With s = i + j + k the coefficient's index sum (0 at DC, 3(b-1) at the highest frequency):
-    low is s <= b/2 - 1, high is s >= 3(b-1) - (b/2 - 1) (the mirror image), middle is the rest
-    (the public code's masks, written as index sums). ``all`` is every coefficient. DC is never
-    scaled, whatever the band.
+    With s = i + j + k the coefficient's index sum (0 at DC, 3(b-1) at the highest frequency) and
+    h = b // 2: low is s <= b - 1 - h with k < h, high is s >= 2(b - 1) + h, middle is the rest:
+    the public code's ``get_masks`` (triangles stacked along the last axis) written as index
+    sums, odd block sizes included. ``all`` is every coefficient. DC is never scaled, whatever
+    the band.
     """
     if band not in BANDS:
         raise ValueError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
     r = torch.arange(block, device=device)
     s = r[:, None, None] + r[None, :, None] + r[None, None, :]
-    edge = block // 2 - 1
+    half = block // 2
     masks = {
         "all": torch.ones_like(s, dtype=torch.bool),
-        "low": s <= edge,
-        "high": s >= 3 * (block - 1) - edge,
+        "low": (s <= block - 1 - half) & (r[None, None, :] < half),
+        "high": s >= 2 * (block - 1) + half,
     }
     masks["middle"] = ~(masks["low"] | masks["high"])
     mask = masks[band].clone()
