@@ -128,3 +128,21 @@ def test_a_job_that_cannot_start_leaves_the_panel_idle(tmp_path):
     with pytest.raises(OSError):
         panel.start(broken)
     assert panel.state is State.IDLE and panel.job is None
+
+
+def test_a_blocking_install_is_busy_while_it_runs():
+    """Slicer's installers block in start() and process events meanwhile: a click on Apply then
+    must find the panel installing, not idle."""
+    panel = PanelController()
+    seen = []
+
+    class BlockingInstall:
+        def start(self):
+            seen.append((panel.state, panel.apply_pressed(), panel.buttons(READY).apply_enabled))
+
+        def poll(self):
+            return False
+
+    panel.start(BlockingInstall(), kind="install")
+    assert seen == [(State.INSTALLING, "ignored", False)]
+    assert panel.tick() is Event.INSTALLED and panel.state is State.IDLE

@@ -215,3 +215,19 @@ def device_choices(report: dict[str, Any] | None) -> list[str]:
     if report and report.get("mps"):
         choices.append("mps")
     return choices
+
+
+def nvidia_gpu() -> str | None:
+    """The first NVIDIA GPU's name from nvidia-smi (a second at most), None if there is none."""
+    import shutil
+
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return None
+    kwargs: dict = {"creationflags": subprocess.CREATE_NO_WINDOW} if os.name == "nt" else {}
+    try:
+        out = subprocess.run([tool, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=3, check=False, **kwargs).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out else None

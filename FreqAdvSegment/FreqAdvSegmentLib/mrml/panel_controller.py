@@ -120,9 +120,15 @@ class PanelController:
             raise RuntimeError(f"the panel is {self.state.value}: one job at a time")
         if kind not in ("run", "install"):
             raise ValueError(f"unknown job kind {kind!r}")
-        job.start()  # raises before any state changes if it cannot start
+        # The state changes first: Slicer's installers block in start() while showing progress
+        # dialogs that process events, and a click meanwhile must find the panel busy.
         self.job, self.kind, self.scene_closed = job, kind, False
         self.state = State.INSTALLING if kind == "install" else State.RUNNING
+        try:
+            job.start()
+        except BaseException:
+            self.state, self.job, self.kind = State.IDLE, None, None
+            raise
 
     def apply_pressed(self) -> str:
         """"start" (idle: the widget starts a run), "cancelled" (running: cancelled now) or

@@ -115,6 +115,15 @@ def register_layout(layout_node: Any, select: bool = False) -> int:
     return LAYOUT_ID
 
 
+def register_desktop_layout(layout_manager: Any) -> bool:
+    """Register the comparison layout with the desktop's layout manager; False (nothing done)
+    when there is none (Slicer started with --no-main-window, as its generic tests do)."""
+    if layout_manager is None:
+        return False
+    register_layout(layout_manager.layoutLogic().GetLayoutNode())
+    return True
+
+
 def store_layout_for_saving(layout_node: Any) -> None:
     """Before saving a scene: Slicer's layout node does not write layout descriptions, so keep
     the comparison layout's XML as an attribute (what :func:`restore_saved_layout` reads) and
