@@ -248,10 +248,11 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        if self._panel is not None:  # None: an older Slicer, nothing was built
+            self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
+        if self._panel is not None and self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)

@@ -86,3 +86,53 @@ def test_self_test_reloads_the_lib_skips_without_packages_and_cleans_up():
     assert "installPlan()" in test and "plan.needed" in test, "skips on any missing engine package"
     assert "shutil.rmtree(folder" in test and "PanelController()" in test
     assert "importlib.util.find_spec(\"torch\")" not in source
+
+
+_ON_OLD_SLICER = """
+import sys
+from unittest import mock
+for name in ("qt", "vtk", "slicer", "slicer.i18n", "slicer.parameterNodeWrapper", "slicer.ScriptedLoadableModule", "slicer.util"):
+    sys.modules[name] = mock.MagicMock()
+sys.modules["slicer"].app.majorVersion, sys.modules["slicer"].app.minorVersion = 5, 8
+bases = sys.modules["slicer.ScriptedLoadableModule"]
+bases.ScriptedLoadableModule = bases.ScriptedLoadableModuleLogic = bases.ScriptedLoadableModuleTest = type("Base", (), {})
+bases.ScriptedLoadableModuleWidget = type("Widget", (), {})
+sys.modules["slicer.util"].VTKObservationMixin = type("Mixin", (), {})
+sys.modules["slicer.parameterNodeWrapper"].parameterNodeWrapper = lambda cls: cls
+sys.path.insert(0, sys.argv[1])
+import FreqAdvSegment
+print(FreqAdvSegment.VERSION_PROBLEM)
+print("FreqAdvSegmentLib" in sys.modules)
+"""
+
+
+def test_module_file_imports_on_a_real_python_39_and_names_the_version(tmp_path):
+    """Where a Python 3.9 is at hand (Slicer 5.8's), import the file there with Slicer's modules
+    mocked as a 5.8: one line, no traceback, FreqAdvSegmentLib not imported."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    candidates = [shutil.which("python3.9"), *map(str, Path.home().glob(".pyenv/versions/3.9*/bin/python3.9"))]
+    python = next((c for c in candidates if c and _runs_python_39(c)), None)
+    if python is None:
+        pytest.skip("no working Python 3.9 on this machine")
+    script = tmp_path / "old_slicer.py"
+    script.write_text(_ON_OLD_SLICER, encoding="utf-8")
+    done = subprocess.run([python, str(script), str(SCRIPT.parent)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    message, lib_imported = done.stdout.strip().splitlines()
+    assert message.startswith("FreqAdvSegment needs 3D Slicer 5.10 or later (this is 5.8)")
+    assert lib_imported == "False" and "Traceback" not in done.stderr
+
+
+def _runs_python_39(python: str) -> bool:
+    import subprocess
+
+    try:
+        done = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2] == (3, 9))"], capture_output=True,
+                              text=True, timeout=30)
+    except OSError:
+        return False
+    return done.stdout.strip() == "True"
