@@ -104,14 +104,12 @@ def _onStartupCompleted():
 
 def registerSampleData():
     """The shipped sample CT (patient A) in the Sample Data module."""
-    import hashlib
-
     import SampleData
 
-    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path
+    from FreqAdvSegmentLib.samples.sample_data import SAMPLE_CT_SHA256, sample_ct_path
 
     path = sample_ct_path()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()  # 2 MB: instant
+    digest = SAMPLE_CT_SHA256  # shipped with the file (a test keeps it right): no hashing at every start
     if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer 5.12+
         SampleData.SampleDataLogic.registerCustomSampleDataCategory("FreqAdvSegment", title=_("FreqAdvSegment"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
