@@ -96,3 +96,21 @@ def test_probe_asks_a_real_torch_in_a_child_process(tmp_path):
     empty.write_text("#!/bin/sh\nexit 1\n", encoding="utf-8")
     empty.chmod(0o755)
     assert probe_torch(str(empty)) is None, "no torch there: None, not an exception"
+
+
+def test_engine_takes_mps_by_name_and_says_when_there_is_none():
+    """The panel offers mps where torch reports it; the engine accepts it by name and, where
+    torch has no MPS (this machine), says so in one line instead of failing later."""
+    import torch
+
+    from FreqAdvSegmentLib.job.inference import resolve_device
+
+    if torch.backends.mps.is_available():
+        assert resolve_device("mps").type == "mps"
+    else:
+        with pytest.raises(ValueError, match="no Apple GPU") as error:
+            resolve_device("mps")
+        assert "\n" not in str(error.value)
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu"), "auto never picks mps"
+    with pytest.raises(ValueError, match="cuda, cuda:N or mps"):
+        resolve_device("tpu")
