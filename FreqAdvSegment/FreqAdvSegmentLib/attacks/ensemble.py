@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from .base import Attack, AttackResult, Progress
+from .catalog import REGISTERED as registry  # the registry's own store: registry.py imports this file
 from .spec import STEPS, AttackSpec, Param
 from .voxel import _EPS, _EPS_SWEEP, _EPS8, _check_positive
 
@@ -30,8 +31,6 @@ DEFAULT_MEMBERS = "pgd+segpgd+cospgd+apgd"
 
 def split_members(text: str) -> list[str]:
     """``"pgd+vafa:public-code"`` -> ["pgd", "vafa:public-code"], each checked in the registry."""
-    from . import registry  # here, not at import: the registry imports this file
-
     members = [m.strip() for m in text.split("+") if m.strip()]
     if not members:
         raise ValueError("attacks needs at least one member, e.g. pgd+segpgd")
@@ -78,8 +77,6 @@ class WorstCase(Attack):
         self.steps = sum(int(getattr(a, "steps", 1)) or 1 for a in self.attacks)
 
     def _member(self, method: str) -> Attack:
-        from . import registry
-
         spec, preset = registry.split_method(method)
         if "eps" not in spec.param_names:
             raise ValueError(
