@@ -173,7 +173,7 @@ def test_cw_at_its_default_c_lowers_dice_on_32_and_96_cubed(trained_unet, test_c
     big, _ = phantom_batch(1, (96, 96, 96), seed=100)
     clean = model(big).argmax(1, keepdim=True)
     adv = CW(model, steps=10, search_steps=1)(big)
-    assert _dice(model, adv, clean) < 0.97  # 0.94 measured; an averaged margin leaves it at 1.0
+    assert _dice(model, adv, clean) < 0.97  # 0.939 measured; the old averaged margin (c / voxels): 0.995
 
 
 def test_cw_c_means_the_same_at_every_volume_size():
