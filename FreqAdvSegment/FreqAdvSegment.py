@@ -314,23 +314,22 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- attacks -------------------------------------------------------------------------------
 
     def _fillAttackList(self) -> None:
-        """One checkable item per registered attack (the registry needs PyTorch: without it the
-        list says so, and requests can still be typed)."""
-        from FreqAdvSegmentLib.mrml.attack_choices import attack_methods
+        """One checkable item per attack of the catalog (read without PyTorch: Slicer's own
+        process never imports it; a damaged catalog file says so, and requests can still be typed)."""
+        from FreqAdvSegmentLib.mrml.attack_choices import attack_description, attack_methods
 
         self.ui.attackListWidget.clear()
         try:
             names = attack_methods()
-        except ImportError:
-            item = qt.QListWidgetItem(_("(install PyTorch with Apply to list the attacks)"))
+        except ValueError as error:
+            item = qt.QListWidgetItem(str(error))
             item.setFlags(qt.Qt.NoItemFlags)
             self.ui.attackListWidget.addItem(item)
             return
-        from FreqAdvSegmentLib.attacks import registry
 
         self._updatingAttacks = True
         for name in names:
-            spec = registry.get(name)
+            spec = attack_description(name)
             item = qt.QListWidgetItem(f"{spec.title} ({name})")
             item.setData(qt.Qt.UserRole, name)
             item.setToolTip(spec.summary)
@@ -404,11 +403,11 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.attackPresetComboBox.clear()
         if name is None:
             return
-        from FreqAdvSegmentLib.attacks import registry
+        from FreqAdvSegmentLib.mrml.attack_choices import attack_description
 
         choice = self._choice(name)
         self.ui.attackPresetComboBox.addItem(_("defaults (the paper)"), "")
-        for preset in registry.get(name).presets:
+        for preset in attack_description(name).presets:
             self.ui.attackPresetComboBox.addItem(preset.name, preset.name)
             self.ui.attackPresetComboBox.setItemData(self.ui.attackPresetComboBox.count - 1, preset.description, qt.Qt.ToolTipRole)
         self.ui.attackPresetComboBox.setCurrentIndex(max(0, self.ui.attackPresetComboBox.findData(choice.preset or "")))
