@@ -21,13 +21,9 @@ MODULE = Path(__file__).resolve().parent.parent / "FreqAdvSegment"
 PACKAGE = "FreqAdvSegmentLib"
 SLICER_MODULE = MODULE / "FreqAdvSegment.py"  # the Qt layer Slicer loads: it runs the CLI as a process
 
-# Cycles other branches are removing (issue 21); drop these and the xfail marks below once merged.
-KNOWN_CYCLES = [
-    {"FreqAdvSegmentLib.job.pipeline", "FreqAdvSegmentLib.evaluation.curve"},
-    {"FreqAdvSegmentLib.attacks.registry", "FreqAdvSegmentLib.attacks.ensemble"},
-]
-KNOWN_CYCLES_REASON = "pipeline <-> curve and attacks.registry <-> attacks.ensemble are being removed on other branches (issue 21)"
-ATTACKS_REASON = "attacks/base.py still imports job.inference and job.padding; being removed on the attacks branch (issue 21)"
+# A cycle another branch is removing (issue 21, typed results); drop it and the xfail mark below once merged.
+KNOWN_CYCLES = [{"FreqAdvSegmentLib.job.pipeline", "FreqAdvSegmentLib.evaluation.curve"}]
+KNOWN_CYCLES_REASON = "job.pipeline <-> evaluation.curve is being removed on the typed-results branch (issue 21)"
 
 
 def module_name(path: Path, root: Path = MODULE) -> str:
@@ -196,7 +192,6 @@ def test_no_import_cycle(graph):
     assert not found, "import cycles:\n" + "\n".join(cycle_path(graph, c) for c in found)
 
 
-@pytest.mark.xfail(strict=False, reason=ATTACKS_REASON)
 def test_attacks_import_nothing_from_the_rest_of_the_engine(graph):
     attacks = f"{PACKAGE}.attacks"
     leaks = sorted(f"{m} -> {t}" for m, targets in graph.items() if _inside(m, attacks)
