@@ -28,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"attack steps (default {DEMO_STEPS}, to stay quick; the paper uses 20)")
     p.add_argument("--no-curve", action="store_true", help="skip the robustness curve (faster)")
     p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--device", default="auto", help="auto (CUDA GPU when available), cpu, cuda, cuda:N or mps (Apple GPU) (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
     p.add_argument("--scene", action="store_true", help="also write OUT/scene.mrb that opens in 3D Slicer with every result (needs slicer-core)")
     return p

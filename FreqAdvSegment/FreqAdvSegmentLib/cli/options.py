@@ -70,7 +70,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     """Model, device, sliding window, precision, seed, metrics and label map; then the model source."""
     g = p.add_argument_group("model and device")
     g.add_argument("--model", default="demo-unet", help="registry name (see `freqadv models`), checkpoint file or MONAI bundle folder (default: demo-unet)")
-    g.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--device", default="auto", help="auto (CUDA GPU when available), cpu, cuda, cuda:N or mps (Apple GPU) (default: auto)")
     g.add_argument("--roi", type=triple, default=None, help="sliding-window size, e.g. 96 or 96,96,96 (default: the model's own)")
     g.add_argument("--overlap", type=overlap, default=None, help="sliding-window overlap in [0, 1) (default: the model's own, else 0.25)")
     g.add_argument("--sw-batch-size", type=positive_int, default=None, help="windows per forward pass; lower it if memory runs out (default: the model's own, else 2)")
