@@ -476,14 +476,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_models_import(args: argparse.Namespace) -> int:
     """Read any supported model once and save it as .safetensors with its spec."""
+    from .files.output_file import check_output_file
     from .models import family_of, load_model, save_model, resolve_model
 
     out = Path(args.output)
     if out.suffix != ".safetensors":
         raise ValueError(f"models import writes .safetensors files; got -o {out.name!r}")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     source = resolve_model(args.source)
+    check_output_file(out, args.overwrite, [source])
     family = family_of(source).NAME
     model, spec = load_model(source, options=load_options(args))
     save_model(out, model, spec)

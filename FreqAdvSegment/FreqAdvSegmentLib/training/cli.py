@@ -37,7 +37,7 @@ Ctrl-C stops after the current step with a checkpoint; --resume continues exactl
 Several processes: torchrun --nproc_per_node N -m FreqAdvSegmentLib.cli train ...
 """
 
-_NOT_CONFIG = {"command", "debug", "resume", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
+_NOT_CONFIG = {"command", "debug", "resume", "overwrite", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
 
 
 def _trainable_specs():
@@ -158,6 +158,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--export", help="also write the final (or --export-which best) model to this .safetensors file")
+    g.add_argument("--overwrite", action="store_true", default=False,
+                   help="let --export replace an existing file (never the --init model or another input)")
     g.add_argument("--export-which", choices=["final", "best"], help="which model --export writes (default final)")
 
     dests = add_param_flags(p, attack_group, trainable, training=True)
@@ -231,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, saved)
     ctx = init_distributed(cfg.device)
     try:
-        result = Trainer(cfg, ctx, resume=state).fit()
+        result = Trainer(cfg, ctx, resume=state, overwrite_export=getattr(args, "overwrite", False)).fit()
     except FloatingPointError as err:  # diverged: say so in one line; the checkpoints are intact
         print(f"freqadv train: error: {err}", file=sys.stderr)
         return 1
