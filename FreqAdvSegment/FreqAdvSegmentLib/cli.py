@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -43,10 +42,12 @@ def attack_help() -> str:
 
 def _fraction(text: str) -> float:
     """A number or a fraction such as ``4/255``."""
+    from .finite import parse_number
+
     try:
-        return float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 4/255, got {text!r}") from None
+        return parse_number(text, "the value")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a finite number or a fraction like 4/255 ({err})") from None
 
 
 def _positive_int(text: str) -> int:
@@ -62,8 +63,10 @@ def _positive_int(text: str) -> int:
 
 def _overlap(text: str) -> float:
     """A sliding-window overlap in [0, 1)."""
+    from .finite import parse_number
+
     try:
-        value = float(text)
+        value = parse_number(text, "the overlap")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
     if not 0.0 <= value < 1.0:

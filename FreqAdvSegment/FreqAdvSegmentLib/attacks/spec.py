@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 # Units, as words people read. INTENSITY values are on the attacks' [0, 1] scale and are shown on
@@ -116,17 +115,16 @@ class Param:
                 return False
             raise ValueError(f"{self.name} must be true or false, got {raw!r}")
         if self.kind in (int, float):
-            try:
-                return float(Fraction(raw))
-            except (ValueError, ZeroDivisionError):
-                raise ValueError(f"{self.name} must be a number (or a fraction like 4/255), got {raw!r}") from None
+            from ..finite import parse_number  # finite only: 1e309, nan and inf are refused
+
+            return parse_number(raw, self.name)
         return raw
 
     def _number(self, value: Any) -> float | int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
                 value = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"{self.name} must be a number, got {value!r}") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"{self.name} must be a finite number, got {value}")

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..attacks import registry
 from ..attacks.spec import AttackSpec, Param
+from ..finite import parse_number
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULTS = ""  # the preset choice meaning "the attack's defaults"
@@ -140,9 +141,9 @@ def parse_field(field: FormField, raw: Any) -> Any:
     prefix = f"{spec_title(field.attack)} {field.label}"
     if param.kind in (int, float) and not (param.optional and text.lower() in ("", "none")):
         try:
-            shown = float(text)
+            shown = parse_number(text, prefix)
         except ValueError:
-            raise ValueError(f"{prefix}: enter a number, not {text!r}") from None
+            raise ValueError(f"{prefix}: enter a finite number, not {text!r}") from None
         low, high = field.bounds
         if (low is not None and shown < low) or (high is not None and shown > high):
             raise ValueError(f"{prefix} must be between {_bound(low)} and {_bound(high)}, not {shown:g}")
