@@ -58,7 +58,8 @@ def evaluate_datalist_distributed(
             raise FileExistsError(problem)
         mine = list(range(ctx.rank, len(cases), ctx.world_size))
         rows = evaluate.evaluate_cases(models, [cases[i] for i in mine], attacks, options or RunOptions(),
-                                       ctx.device, progress if ctx.is_main else None)
+                                       ctx.device, progress if ctx.is_main else None,
+                                       names=[evaluate.case_names(cases)[i] for i in mine])
         gathered = all_gather_objects(ctx, (mine, rows))
         text = ""
         if ctx.is_main:
