@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
+from safetensors.torch import save_file
 
 from FreqAdvSegmentLib.cli import main
 from FreqAdvSegmentLib.files.output_dir import STAMP, atomic_output_dir
@@ -43,8 +45,19 @@ def tree(root: Path) -> dict[str, str]:
             elif path.is_dir():
                 out[rel] = "dir"
             else:
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+                out[rel] = _fingerprint(path)
     return out
+
+
+def _fingerprint(path: Path) -> str:
+    """SHA-256 of a file; of its size, head and tail for a huge (sparse) one, which reading whole takes minutes."""
+    size = path.stat().st_size
+    if size <= 64 << 20:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as f:
+        head = f.read(1 << 20)
+        f.seek(size - (1 << 20))
+        return hashlib.sha256(str(size).encode() + head + f.read()).hexdigest()
 
 
 def copy_ct(d: Path, name: str = "ct.nii.gz") -> Path:
@@ -508,6 +521,50 @@ def _(d):
               b"space directions: (3,0,0) (3,3,0) (0,0,3)\nspace origin: (0,0,0)\nencoding: raw\nendian: little\n\n")
     (d / "shear.nrrd").write_bytes(header + _ct_array((8, 8, 8)).tobytes())
     return _segment(d, d / "shear.nrrd"), "sheared"
+
+
+# --- resource bombs: refused before allocation -------------------------------------------------------
+
+
+@case("a tiny NIfTI with 150 mm voxels (the model grid explodes)")
+def _(d):
+    img = sitk.GetImageFromArray(_ct_array((16, 16, 16)))
+    img.SetSpacing((150.0, 150.0, 150.0))
+    sitk.WriteImage(img, str(d / "huge_voxels.nii.gz"))
+    return _segment(d, d / "huge_voxels.nii.gz"), "model's grid"
+
+
+@case("a bundle whose @ references expand to billions of values")
+def _(d):
+    folder = d / "bundle"
+    (folder / "configs").mkdir(parents=True)
+    (folder / "models").mkdir()
+    config = {f"l{k}": [f"@l{k + 1}"] * 10 for k in range(9)}
+    config["l9"] = [16] * 10
+    config["network_def"] = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels": 1,
+                             "out_channels": 2, "channels": "@l0", "strides": [2]}
+    config["network"] = "$@network_def.to(device)"
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    (folder / "configs" / "metadata.json").write_text("{}")
+    torch.save({}, folder / "models" / "model.pt")
+    return _segment(d, copy_ct(d), "--model", str(folder)), "expand"
+
+
+@case("a safetensors file declaring a 6 GiB (sparse) tensor")
+def _(d):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [3 << 29], "data_offsets": [0, 6 << 30]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(d / "sparse.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + (6 << 30))  # a hole: 6 GiB that take no disk
+    return _segment(d, copy_ct(d), "--model", str(d / "sparse.safetensors")), "GiB"
+
+
+@case("a SwinUNETR spec with feature size 960")
+def _(d):
+    spec = {"format": 1, "arch": "swinunetr", "arch_args": {"feature_size": 960}}
+    save_file({}, str(d / "swin.safetensors"), metadata={"freqadv_spec": json.dumps(spec)})
+    return _segment(d, copy_ct(d), "--model", str(d / "swin.safetensors")), "parameters"
 
 
 # --- running the table -------------------------------------------------------------------------------

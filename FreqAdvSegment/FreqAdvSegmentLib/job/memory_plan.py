@@ -79,8 +79,22 @@ def plan_memory(
     return MemoryPlan(parts, available_bytes(device), str(device), model_shape)
 
 
+# The most voxels a model grid may have, whatever memory is free: 2^28 is a 645^3 grid, twice a
+# whole-body CT at 1.5 mm. A tiny file with 150 mm voxels asks for a grid 100x larger per axis, a
+# run of days even where memory would hold it, so it is refused like a volume too large to read.
+MAX_MODEL_VOXELS = 1 << 28
+
+
 def check_memory(plan: MemoryPlan) -> None:
-    """MemoryError with the figures and what to lower, if the plan exceeds what is free."""
+    """MemoryError with the figures and what to lower, if the model grid is beyond
+    :data:`MAX_MODEL_VOXELS` or the plan exceeds what is free."""
+    voxels = math.prod(plan.model_shape)
+    if voxels > MAX_MODEL_VOXELS:
+        raise MemoryError(
+            f"the volume on the model's grid would be {'x'.join(map(str, plan.model_shape))} = {voxels:,} voxels, "
+            f"more than the limit of {MAX_MODEL_VOXELS:,}: check the image's voxel spacing (a wrong header can "
+            f"claim voxels of many cm) or crop the volume"
+        )
     if plan.fits():
         return
     biggest = max(plan.parts, key=plan.parts.get)
