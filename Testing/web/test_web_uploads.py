@@ -94,6 +94,8 @@ def _zip(members: dict[str, bytes], path: Path, link: str | None = None) -> Path
     (lambda p: _zip({"/abs.dcm": b"x" * 200}, p), 415, "outside the archive"),
     (lambda p: _zip({"a.dcm": b"x" * 200}, p, link="link.dcm"), 415, "is a link"),
     (lambda p: _zip({"bomb.dcm": bytes(50 * 2**20)}, p), 413, "expands"),
+    # Members of exactly 1 MiB once skipped the ratio check (issue 29).
+    (lambda p: _zip({f"s{k}.dcm": bytes(2**20) for k in range(40)}, p), 413, "expands"),
     (lambda p: _zip({"notes.txt": b"hello" * 100}, p), 415, "no DICOM series"),
 ])
 def test_bad_zips_are_refused_before_they_are_read(tmp_path, make, status, words):
