@@ -143,7 +143,7 @@ def parse_field(field: FormField, raw: Any) -> Any:
         try:
             shown = parse_number(text, prefix)
         except ValueError:
-            raise ValueError(f"{prefix}: enter a finite number, not {text!r}") from None
+            raise ValueError(f"{prefix}: enter a number, not {text!r}") from None
         low, high = field.bounds
         if (low is not None and shown < low) or (high is not None and shown > high):
             raise ValueError(f"{prefix} must be between {_bound(low)} and {_bound(high)}, not {shown:g}")
