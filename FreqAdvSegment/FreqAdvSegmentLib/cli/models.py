@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..files.output_file import check_output_file
 from ..models import family_of, list_models, load_model, resolve_model, save_model
 from .options import add_model_source_options
 from .settings import load_options
@@ -39,9 +40,8 @@ def run_import(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix != ".safetensors":
         raise ValueError(f"models import writes .safetensors files; got -o {out.name!r}")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     source = resolve_model(args.source)
+    check_output_file(out, args.overwrite, [source])  # no link followed, never over its own source
     family = family_of(source).NAME
     model, spec = load_model(source, options=load_options(args))
     save_model(out, model, spec)

@@ -11,13 +11,13 @@ Only parsers are built here; what the parsed options mean to the engine is in ``
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 
 # The parser lists the registry's attacks, presets and parameters and the known model architectures,
 # so building it needs these; both are read when the parser is built, so a plug-in attack registered
 # after this import still gets its flags.
 from ..attacks import registry
 from ..attacks.options import add_param_flags, method_listing, preset_names, request_text
+from ..finite import parse_number
 from ..models.spec import KNOWN_ARCHS
 
 INPUT_HELP = "CT volume in HU: .nii/.nii.gz/.nrrd/.mha or a DICOM series folder"
@@ -26,9 +26,9 @@ INPUT_HELP = "CT volume in HU: .nii/.nii.gz/.nrrd/.mha or a DICOM series folder"
 def fraction(text: str) -> float:
     """A number or a fraction such as ``4/255``."""
     try:
-        return float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 4/255, got {text!r}") from None
+        return parse_number(text, "the value")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a finite number or a fraction like 4/255 ({err})") from None
 
 
 def positive_int(text: str) -> int:
@@ -45,7 +45,7 @@ def positive_int(text: str) -> int:
 def overlap(text: str) -> float:
     """A sliding-window overlap in [0, 1)."""
     try:
-        value = float(text)
+        value = parse_number(text, "the overlap")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
     if not 0.0 <= value < 1.0:
