@@ -34,11 +34,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.ndimage import binary_erosion
+from scipy.ndimage import binary_erosion, find_objects
 from scipy.spatial import cKDTree
 
-# Voxels per slab of the one-pass histogram: bounds its int64 temporaries to ~100 MB.
-_SLAB_VOXELS = 1 << 22
 # Box margin (voxels) around an organ: one voxel of background around each mask, as MONAI's crop.
 _MARGIN = 1
 
@@ -128,34 +126,40 @@ def _dice_from_histogram(joint: np.ndarray) -> list[float]:
 
 def _joint_histogram(ref: np.ndarray, pred: np.ndarray, n: int) -> tuple[np.ndarray, list[Box | None]]:
     """One pass over both maps [H, W, D]: the joint histogram ``[ref, pred]`` [n, n] and, per label,
-    the bounding box of (ref == c) | (pred == c) (None where the label is in neither).
+    a box holding (ref == c) | (pred == c) with a margin of one voxel (None where the label is in
+    neither map).
 
-    Per slab of H-slices, one bincount of ``ref * n + pred`` for each axis with the position along
-    that axis as the high digit; a label lies on a slice of an axis when any of its pairs does.
+    Both come from the pair map ``ref * n + pred`` (uint8 for up to 16 labels): a bincount gives
+    the histogram, ``find_objects`` the box of every pair, and a label's box is the union of the
+    boxes of the pairs it is part of.
     """
-    shape = ref.shape
-    on_axis = [np.zeros((size, n, n), np.int64) for size in shape]
-    step = max(1, _SLAB_VOXELS // max(1, shape[1] * shape[2]))
-    for start in range(0, shape[0], step):
-        r, p = ref[start : start + step], pred[start : start + step]
-        pair = r.astype(np.int64) * n + p  # [h, W, D] in 0..n*n-1
-        h = pair.shape[0]
-        for axis, index in enumerate(np.ogrid[:h, : shape[1], : shape[2]]):
-            counts = np.bincount((pair + index * (n * n)).ravel(), minlength=pair.shape[axis] * n * n)
-            target = on_axis[axis][start : start + h] if axis == 0 else on_axis[axis]
-            target += counts.reshape(-1, n, n)
-    joint = on_axis[0].sum(0)
-    present = [(a.sum(2) + a.sum(1)) > 0 for a in on_axis]  # [size, n]: label c on that slice (either map)
+    pair = _pair_map(ref, pred, n)
+    joint = torch.bincount(torch.from_numpy(pair).view(-1), minlength=n * n).numpy().reshape(n, n)
+    # find_objects skips value 0, the (background, background) pair: background's box is the volume.
+    pair_boxes = [None] + find_objects(pair, max_label=n * n - 1)
+    full = tuple(slice(0, size) for size in pair.shape)
     boxes: list[Box | None] = []
     for c in range(n):
-        ranges = [np.flatnonzero(p[:, c]) for p in present]
-        if ranges[0].size == 0:
+        members = [pair_boxes[r * n + p] for r in range(n) for p in range(n) if (r == c or p == c) and joint[r, p]]
+        if not members:
             boxes.append(None)
-            continue
-        boxes.append(tuple(
-            slice(max(int(r[0]) - _MARGIN, 0), min(int(r[-1]) + 1 + _MARGIN, size)) for r, size in zip(ranges, shape)
-        ))
+        elif any(b is None for b in members):
+            boxes.append(full)
+        else:
+            boxes.append(tuple(
+                slice(max(min(b[a].start for b in members) - _MARGIN, 0), min(max(b[a].stop for b in members) + _MARGIN, size))
+                for a, size in enumerate(pair.shape)
+            ))
     return joint, boxes
+
+
+def _pair_map(ref: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
+    """``ref * n + pred`` [H, W, D] in the smallest unsigned type that holds n * n values."""
+    dtype = np.uint8 if n * n <= 256 else np.uint16 if n * n <= 65536 else np.int64
+    pair = ref.astype(dtype, copy=True)  # a copy: the inputs are never modified
+    pair *= dtype(n)
+    pair += pred.astype(dtype, copy=False)
+    return pair
 
 
 def _absent_note(n_ref: int, n_pred: int) -> str | None:
@@ -171,14 +175,31 @@ def _absent_note(n_ref: int, n_pred: int) -> str | None:
 
 def _hd95_in_box(pred: np.ndarray, ref: np.ndarray, c: int, box: Box, spacing: list[float]) -> float:
     """MONAI's HD95 (mm) of label ``c``, present in both maps, computed inside ``box``."""
-    edges = [_boundary(labels[box] == c) for labels in (pred, ref)]
-    points = [np.argwhere(e) * np.asarray(spacing) for e in edges]  # [N, 3] positions in mm
+    edge_p, edge_r = _boundary(pred[box] == c), _boundary(ref[box] == c)
+    shared = edge_p & edge_r  # on both boundaries: distance 0, no search needed
+    scale = np.asarray(spacing)
     directed = []
-    for source, target in ((points[0], points[1]), (points[1], points[0])):
-        distances = cKDTree(target, leafsize=32).query(source, k=1)[0].astype(np.float32)
-        # MONAI: torch.quantile of float32 distances (linear interpolation).
-        directed.append(float(torch.quantile(torch.from_numpy(distances), 0.95)))
+    for source, target in ((edge_p, edge_r), (edge_r, edge_p)):
+        distances = np.zeros(int(source.sum()), np.float32)  # MONAI keeps float32 distances
+        off = np.argwhere(source & ~shared)
+        if off.size == 0:  # every boundary voxel is shared: all distances are 0
+            directed.append(0.0)
+            continue
+        far = cKDTree(np.argwhere(target) * scale, leafsize=32).query(off * scale, k=1)[0]
+        distances[: far.size] = far
+        directed.append(_quantile95(distances))
     return max(directed)
+
+
+def _quantile95(values: np.ndarray) -> float:
+    """The 95th percentile with linear interpolation, as ``torch.quantile`` on float32 (MONAI);
+    a partial sort (np.partition) instead of torch's full sort."""
+    position = 0.95 * (values.size - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, values.size - 1)
+    part = np.partition(values, (low, high))
+    a, b = part[low], part[high]
+    return float(torch.lerp(torch.tensor(a), torch.tensor(b), float(position - low)))
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:
