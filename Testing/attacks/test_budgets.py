@@ -74,6 +74,39 @@ def test_masked_ssim_matches_whole_volume_ssim_and_does_not_depend_on_slabs():
     assert masked_ssim(a, b, half, slab=2) == pytest.approx(masked_ssim(a, b, half, slab=50), rel=1e-6)
 
 
+def _full_grid_budget(hu: np.ndarray, delta: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """The budget as it was first written: float64 copies and SSIM over the whole grid."""
+    inside = np.abs(delta[mask]).astype(np.float64)
+    windowed = [np.clip((v.astype(np.float32) - WINDOW[0]) / (WINDOW[1] - WINDOW[0]), 0, 1) for v in (hu, hu + delta)]
+    return {"linf_hu": inside.max(), "rms_hu": np.sqrt(np.mean(inside**2)), "body_voxels": int(mask.sum()),
+            "ssim": masked_ssim(windowed[0], windowed[1], mask), "linf_hu_anywhere": np.abs(delta).max()}
+
+
+@pytest.mark.parametrize("where", ["interior", "on the faces"])
+def test_budget_on_the_body_box_equals_the_full_grid_computation(where):
+    """On a crop of the shipped CT (int16, as read) with a noisy change: the box, the slabs and the
+    float32 passes give the full-grid float64 figures, with the body inside the volume or touching
+    its faces (where SSIM leaves the border voxels out)."""
+    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path
+
+    image = sitk.ReadImage(str(sample_ct_path()))  # kept: the view below lives in its buffer
+    ct = sitk.GetArrayViewFromImage(image)  # [z, y, x] int16, as the pipeline passes it
+    hu = ct[40:70, 10:90, 10:110]  # the body runs through the crop's faces
+    if where == "interior":  # air all round, so the body's box lies inside the volume
+        hu = np.pad(hu, 3, constant_values=-1000)
+    rng = np.random.default_rng(1)
+    delta = rng.normal(0, 8, hu.shape).astype(np.float32)
+    mask = body_mask(hu)
+    assert mask.any() and not mask.all()
+    touches = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, :, 0].any() or mask[:, :, -1].any()
+    assert touches == (where == "on the faces")
+    expected = _full_grid_budget(hu, delta, mask)
+    measured = budget(hu, delta, WINDOW, mask)
+    for key, value in expected.items():
+        assert measured[key] == pytest.approx(value, rel=1e-6), key
+    assert measured["ssim"] < 0.999, "the change is large enough to show in SSIM"
+
+
 def test_visibility_in_plain_words():
     assert visibility({"linf_hu": 20.0, "ssim": 0.97}) is None
     loud = visibility({"linf_hu": 215.0, "ssim": 0.61})
