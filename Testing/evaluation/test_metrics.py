@@ -252,3 +252,23 @@ def test_box_at_the_volume_border_and_thin_organs():
     for c, name in enumerate(["bg", "a", "b", "c"]):
         assert result["per_class"][name]["dice"] == pytest.approx(dice[c], abs=1e-6)
         assert result["per_class"][name]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+
+
+def test_many_labels_use_a_wider_pair_map():
+    """More than 16 labels (e.g. TotalSegmentator's 105): the pair map leaves uint8 and still
+    gives MONAI's Dice and HD95."""
+    rng = np.random.default_rng(3)
+    ref = np.zeros((16, 14, 10), np.uint8)
+    for c in range(1, 20):  # 19 small blocks of labels 1..19
+        x, y = (c - 1) % 4 * 4, (c - 1) // 4 * 3
+        ref[x : x + 3, y : y + 2, 2:7] = c
+    pred = ref.copy()
+    noise = rng.random(ref.shape) < 0.08
+    pred[noise] = rng.integers(0, 20, ref.shape, dtype=np.uint8)[noise]
+    names = [str(c) for c in range(20)]
+    result = segmentation_metrics(pred, ref, SPACING, names)
+    dice, hd = monai_reference(pred, ref, SPACING, 20)
+    for c in range(1, 20):
+        assert result["per_class"][str(c)]["dice"] == pytest.approx(dice[c], abs=1e-6)
+        if (pred == c).any():
+            assert result["per_class"][str(c)]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)

@@ -154,8 +154,8 @@ def _joint_histogram(ref: np.ndarray, pred: np.ndarray, n: int) -> tuple[np.ndar
 
 
 def _pair_map(ref: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
-    """``ref * n + pred`` [H, W, D] in the smallest unsigned type that holds n * n values."""
-    dtype = np.uint8 if n * n <= 256 else np.uint16 if n * n <= 65536 else np.int64
+    """``ref * n + pred`` [H, W, D]: uint8 up to 16 labels, else int32 (torch.bincount has no uint16)."""
+    dtype = np.uint8 if n * n <= 256 else np.int32
     pair = ref.astype(dtype, copy=True)  # a copy: the inputs are never modified
     pair *= dtype(n)
     pair += pred.astype(dtype, copy=False)
