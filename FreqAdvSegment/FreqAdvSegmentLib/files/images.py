@@ -377,7 +377,10 @@ def write_image(image: sitk.Image, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.name[: -len(suffix)]}.tmp-{secrets.token_hex(6)}{suffix}")
     try:
         with _c_stderr_captured() as said:
-            sitk.WriteImage(image, str(tmp), useCompression=True)
+            if suffix == ".nii.gz":
+                _write_nifti_gz(image, tmp, path.name)
+            else:
+                sitk.WriteImage(image, str(tmp), useCompression=True)
         _check_written(tmp, suffix, path, said)
         os.replace(tmp, path)
     except RuntimeError as err:  # ITK's way of saying the write failed (full disk, I/O error)
@@ -388,6 +391,45 @@ def write_image(image: sitk.Image, path: str | os.PathLike) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# gzip level of .nii.gz outputs: chosen for speed. A 66 Mvox float32 perturbation takes ITK's own
+# gzip 85 s and ISA-L at level 2 8 s (2-core CPU under load), in a file twice as large (74 MB,
+# against 38 MB); the stdlib fallback at level 1 takes 38 s. The decompressed bytes are ITK's own.
+_GZIP_LEVEL_ISAL = 2
+_GZIP_LEVEL_ZLIB = 1
+_GZIP_CHUNK = 1 << 24
+
+
+def _write_nifti_gz(image: sitk.Image, path: Path, name: str) -> None:
+    """``image`` as a gzipped NIfTI at ``path``: ITK writes the plain .nii (header and data exactly as
+    it would inside its own .nii.gz), then a fast gzip compresses it; the plain file is removed.
+    ``name`` is the final file's name, for the error a full disk gives."""
+    raw = path.with_name(path.name[: -len(".gz")])  # hidden temporary .nii beside it
+    try:
+        sitk.WriteImage(image, str(raw), useCompression=False)
+        opener, level = _gzip_opener()
+        try:
+            with open(raw, "rb") as src, opener(path, "wb", compresslevel=level) as dst:
+                while chunk := src.read(_GZIP_CHUNK):
+                    dst.write(chunk)
+        except OSError as err:
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise OSError(err.errno, f"could not write '{name}' ({reason}); check the free disk space") from None
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def _gzip_opener():
+    """(open function, level): ISA-L's igzip when installed (several times faster), else gzip."""
+    try:
+        from isal import igzip
+
+        return igzip.open, _GZIP_LEVEL_ISAL
+    except ImportError:
+        import gzip
+
+        return gzip.open, _GZIP_LEVEL_ZLIB
 
 
 def _check_written(tmp: Path, suffix: str, path: Path, said: list[str]) -> None:

@@ -5,8 +5,11 @@ after minutes inside an allocator (``DefaultCPUAllocator: can't allocate memory`
 
 The estimate (bytes, float32 unless said):
 
-* the input on its own grid: read (its pixel type), HU float copy, and the volumes written back
-  (adversarial, perturbation, labels): ``N * (bytes + 4 * 4)``;
+* the input on its own grid: read (its pixel type); the label maps there (clean, ground truth,
+  attacked, body mask: uint8) and the perturbation in HU (float32, mapped back once per attack and
+  reused by the budget and the writers); the largest passing copy (the adversarial CT in float32
+  and its image while it is written): ``N * (bytes + 4 * 4)``. Metrics, budget and label-change
+  maps work on views, boxes and slabs, so they add no full-grid float copy;
 * the volume on the model grid (padded to the ROI): input, labels (int64), the blended logits and
   the blend weights, and their float copy: ``M * (4 + 8 + 4 + 8 K)``;
 * attack state when attacking: clean, adversarial, perturbation, gradient, best-so-far and the
