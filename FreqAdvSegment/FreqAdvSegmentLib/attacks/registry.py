@@ -7,7 +7,9 @@
 
 Adding an attack: write its class and its ``SPEC`` (an :class:`~.spec.AttackSpec`) in one new file
 under ``attacks/``, and add one ``register(...)`` line to :func:`_register_builtins`. A user's own
-attack is registered the same way, at run time: ``registry.register(MY_SPEC)``.
+attack is registered the same way, at run time: ``registry.register(MY_SPEC)``. The realistic
+CT corruptions of :mod:`FreqAdvSegmentLib.corruptions` are registered here too, after the attacks,
+with ``adversarial=False`` (:func:`adversarial_names` / :func:`corruption_names` tell them apart).
 
 A *method* is written ``name`` or ``name:preset`` (``vafa:public-code``) wherever one string has
 to say both, e.g. a menu entry. A whole attack request, with its own parameters, is one string
@@ -54,6 +56,16 @@ def unregister(name: str) -> None:
 def names() -> tuple[str, ...]:
     """The registered attack names, in registration order."""
     return tuple(_REGISTRY)
+
+
+def adversarial_names() -> tuple[str, ...]:
+    """The registered adversarial attacks' names."""
+    return tuple(n for n, s in _REGISTRY.items() if s.adversarial)
+
+
+def corruption_names() -> tuple[str, ...]:
+    """The registered realistic corruptions' names (``adversarial=False``)."""
+    return tuple(n for n, s in _REGISTRY.items() if not s.adversarial)
 
 
 def specs() -> tuple[AttackSpec, ...]:
@@ -160,6 +172,17 @@ def _register_builtins() -> None:
     register(cospgd.SPEC)
     register(apgd.SPEC)
     register(ensemble.SPEC)
+    # Realistic CT corruptions (not adversarial), listed after the attacks: one file each.
+    from ..corruptions import blur, dose, kernel, motion, noise, offset, ring, thickness
+
+    register(dose.SPEC)
+    register(kernel.SPEC)
+    register(thickness.SPEC)
+    register(motion.SPEC)
+    register(ring.SPEC)
+    register(noise.SPEC)
+    register(blur.SPEC)
+    register(offset.SPEC)
 
 
 _register_builtins()

@@ -164,11 +164,13 @@ class AttackSpec:
         params: the attack's own constructor keywords (the run options roi_size, overlap,
             sw_batch_size, amp and seed are shared by all attacks and are not listed).
         presets: named settings; ``resolve(preset)`` applies them over the defaults.
-        domain: ``frequency``, ``voxel``, ``noise`` or ``ensemble``.
+        domain: ``frequency``, ``voxel``, ``noise``, ``ensemble`` or ``corruption``.
         strength: the parameter a robustness curve sweeps (``eps``, ``q_max``), if any.
         sweep: default values of ``strength`` for a curve, in engine units.
         trainable: usable as the attack of adversarial training.
         training_preset: the preset adversarial training starts from (the paper's AT setting).
+        adversarial: False for a realistic corruption (reduced dose, another kernel, ...; see
+            :mod:`FreqAdvSegmentLib.corruptions`): it runs like an attack but never uses the model.
     """
 
     name: str
@@ -182,6 +184,7 @@ class AttackSpec:
     sweep: tuple[float, ...] = ()
     trainable: bool = True
     training_preset: str | None = None
+    adversarial: bool = True
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
