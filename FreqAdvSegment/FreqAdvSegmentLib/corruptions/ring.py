@@ -25,8 +25,8 @@ def ring_hu(shape: tuple[int, int], pixel_mm: tuple[float, float], radius_mm: fl
     beam = ParallelBeam(shape, pixel_mm, views=VIEWS, chunk=30)
     sino = torch.zeros(1, VIEWS, beam.detectors, device=device)
     channel = int(round(radius_mm / beam.pitch)) + (beam.detectors - 1) // 2
-    if not 0 <= channel < beam.detectors:
-        raise ValueError(f"radius_mm {radius_mm} is outside the slice (at most {(beam.detectors - 1) // 2 * beam.pitch:.0f} mm)")
+    if not 0 <= channel < beam.detectors:  # the ring lies outside the slice: nothing in it changes
+        return torch.zeros(shape, device=device)
     sino[0, :, channel] = -math.log1p(gain_error)
     return mu_to_hu_change(beam.fbp(sino)[0])
 

@@ -213,20 +213,19 @@ def summary_sentence(points: Sequence[CurvePoint], min_ssim: float = EQUAL_SSIM)
 
 
 def _realistic_vs_adversarial(points: Sequence[CurvePoint], min_ssim: float) -> str:
-    """"at SSIM >= 0.95 the worst realistic change here is dose ... and the worst attack pgd ..."."""
+    """"at SSIM >= 0.95 the worst realistic change is dose:25 ...; the worst attack is pgd ..."."""
     many = len({p.model for p in points}) > 1
 
     def named(p: CurvePoint | None, what: str) -> str:
         if p is None:
             return f"no {what} was measured there"
         where = f" on {p.model}" if many else ""
-        return (f"{p.attack}{where} at {_strength_text(p)} (Dice drop {p.dice_drop:.3f}, SSIM {p.ssim:.3f}, "
-                f"max change {p.linf_hu:.0f} HU)")
+        return (f"the worst {what} is {p.attack}{where} at {_strength_text(p)} (Dice drop {p.dice_drop:.3f}, "
+                f"SSIM {p.ssim:.3f}, max change {p.linf_hu:.0f} HU)")
 
     realistic = strongest_at([p for p in points if is_corruption(p)], min_ssim)
     attack = strongest_at([p for p in points if not is_corruption(p)], min_ssim)
-    return (f"at SSIM >= {min_ssim:g} the worst realistic change here is {named(realistic, 'realistic change')}; "
-            f"the worst attack is {named(attack, 'attack')}")
+    return f"at SSIM >= {min_ssim:g} {named(realistic, 'realistic change')}; {named(attack, 'attack')}"
 
 
 def _strength_text(p: CurvePoint) -> str:
