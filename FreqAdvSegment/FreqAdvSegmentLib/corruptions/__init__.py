@@ -14,9 +14,6 @@ is the parallel-beam projector and FBP they share; ``base.py`` the HU-in, HU-out
 
 from __future__ import annotations
 
-# The attack registry imports this package's modules to register them; importing it first keeps
-# that order whichever package a user imports first.
-from .. import attacks as _attacks  # noqa: F401
 from . import blur, dose, kernel, motion, noise, offset, ring, thickness
 from .base import Corruption
 from .blur import Blur

@@ -1,1 +1,2 @@
-"""One segmentation/attack job: preprocessing, inference, padding to the network's multiple, the memory plan."""
+"""One segmentation/attack job: preprocessing, inference, the memory plan (padding to the
+network's multiple lives in attacks/padding.py, which the attacks need on their own)."""
