@@ -115,7 +115,7 @@ def test_slice_averaging_keeps_a_uniform_regions_mean():
 
 def test_ring_lies_at_the_channels_radius():
     hu = cylinder(80, 2.0, 70.0, 2)
-    out = registry.build("ring", torch.nn.Conv3d(1, 1, 1), {"gain_error": 5.0, "radius_mm": 30.0}).apply(hu, (2.0, 2.0, 2.0))
+    out = registry.build("ring", torch.nn.Conv3d(1, 1, 1), {"channel_error": 5.0, "radius_mm": 30.0}).apply(hu, (2.0, 2.0, 2.0))
     change = (out - hu)[..., 0].abs()
     a = (torch.arange(80) - 39.5) * 2.0
     radius = torch.sqrt(a[:, None] ** 2 + a[None, :] ** 2)

@@ -20,30 +20,30 @@ from .projector import ParallelBeam
 VIEWS = 180
 
 
-def ring_hu(shape: tuple[int, int], pixel_mm: tuple[float, float], radius_mm: float, gain_error: float, device=None) -> torch.Tensor:
-    """The HU change [H, W] a channel at ``radius_mm`` with ``gain_error`` (a fraction) makes."""
+def ring_hu(shape: tuple[int, int], pixel_mm: tuple[float, float], radius_mm: float, channel_error: float, device=None) -> torch.Tensor:
+    """The HU change [H, W] a channel at ``radius_mm`` with ``channel_error`` (a fraction) makes."""
     beam = ParallelBeam(shape, pixel_mm, views=VIEWS, chunk=30)
     sino = torch.zeros(1, VIEWS, beam.detectors, device=device)
     channel = int(round(radius_mm / beam.pitch)) + (beam.detectors - 1) // 2
     if not 0 <= channel < beam.detectors:  # the ring lies outside the slice: nothing in it changes
         return torch.zeros(shape, device=device)
-    sino[0, :, channel] = -math.log1p(gain_error)
+    sino[0, :, channel] = -math.log1p(channel_error)
     return mu_to_hu_change(beam.fbp(sino)[0])
 
 
 class Ring(Corruption):
-    """A detector channel at ``radius_mm`` from the axis with gain error ``gain_error`` (%)."""
+    """A detector channel at ``radius_mm`` from the axis with gain error ``channel_error`` (%)."""
 
     name = "ring"
 
-    def __init__(self, model: torch.nn.Module, gain_error: float = 1.0, radius_mm: float = 40.0, **kwargs) -> None:
+    def __init__(self, model: torch.nn.Module, channel_error: float = 1.0, radius_mm: float = 40.0, **kwargs) -> None:
         super().__init__(model, **kwargs)
-        if gain_error <= -100:
-            raise ValueError(f"gain_error must be > -100 %, got {gain_error}")
-        self.gain_error, self.radius_mm = float(gain_error), float(radius_mm)
+        if channel_error <= -100:
+            raise ValueError(f"channel_error must be > -100 %, got {channel_error}")
+        self.channel_error, self.radius_mm = float(channel_error), float(radius_mm)
 
     def corrupt(self, hu, spacing_mm, generator):
-        ring = ring_hu(hu.shape[1:3], spacing_mm[:2], self.radius_mm, self.gain_error / 100.0, hu.device)
+        ring = ring_hu(hu.shape[1:3], spacing_mm[:2], self.radius_mm, self.channel_error / 100.0, hu.device)
         return hu + ring[None, :, :, None]
 
 
@@ -51,9 +51,9 @@ SPEC = AttackSpec(
     "ring", Ring, "Ring artefact",
     "not adversarial: one detector channel off (gain error), a ring around the rotation axis",
     (
-        Param("gain_error", float, "the channel's gain error (positive: reads high, a dark ring)", "%", -99, 1000),
+        Param("channel_error", float, "the channel's gain error (positive: reads high, a dark ring)", "%", -99, 1000),
         Param("radius_mm", float, "the channel's distance from the rotation axis (the ring's radius)", "mm", 0, 500),
     ),
-    (Preset("strong", "a 5% gain error", {"gain_error": 5.0}),),
-    domain="corruption", strength="gain_error", sweep=(0.5, 1.0, 2.0, 5.0), trainable=False, adversarial=False,
+    (Preset("strong", "a 5% gain error", {"channel_error": 5.0}),),
+    domain="corruption", strength="channel_error", sweep=(0.5, 1.0, 2.0, 5.0), trainable=False, adversarial=False,
 )
