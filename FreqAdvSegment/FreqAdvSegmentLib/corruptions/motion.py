@@ -24,7 +24,7 @@ from .base import Corruption, hu_to_mu, mu_to_hu_change
 from .projector import ParallelBeam
 
 GRID_MM = 4.5
-VIEWS = 60
+VIEWS = 40
 
 
 def shift_along_w(image: torch.Tensor, shift_px: float) -> torch.Tensor:
