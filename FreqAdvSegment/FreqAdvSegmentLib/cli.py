@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -43,10 +42,12 @@ def attack_help() -> str:
 
 def _fraction(text: str) -> float:
     """A number or a fraction such as ``4/255``."""
+    from .finite import parse_number
+
     try:
-        return float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 4/255, got {text!r}") from None
+        return parse_number(text, "the value")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a finite number or a fraction like 4/255 ({err})") from None
 
 
 def _positive_int(text: str) -> int:
@@ -62,8 +63,10 @@ def _positive_int(text: str) -> int:
 
 def _overlap(text: str) -> float:
     """A sliding-window overlap in [0, 1)."""
+    from .finite import parse_number
+
     try:
-        value = float(text)
+        value = parse_number(text, "the overlap")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
     if not 0.0 <= value < 1.0:
@@ -476,14 +479,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_models_import(args: argparse.Namespace) -> int:
     """Read any supported model once and save it as .safetensors with its spec."""
+    from .files.output_file import check_output_file
     from .models import family_of, load_model, save_model, resolve_model
 
     out = Path(args.output)
     if out.suffix != ".safetensors":
         raise ValueError(f"models import writes .safetensors files; got -o {out.name!r}")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     source = resolve_model(args.source)
+    check_output_file(out, args.overwrite, [source])
     family = family_of(source).NAME
     model, spec = load_model(source, options=load_options(args))
     save_model(out, model, spec)

@@ -58,7 +58,7 @@ def curve_attacks(methods: list[str], steps: int | None) -> list:
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
-    from .cli import BarProgress, run_options
+    from .cli import BarProgress, load_options, run_options
     from .evaluation.curve import PartialSweep, parse_points, summary_sentence, sweep, sweep_values, write_curve
     from .job.inference import load_segmentation_model
     from .files.images import check_output_target, read_image
@@ -70,6 +70,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     image = read_image(args.input)
     labels = read_image(args.labels) if args.labels else None
     options = run_options(args)
+    load = load_options(args)  # --spec/--arch/--fold/--configuration/--no-tta, for every model
     partial = PartialSweep(args.output, _settings(args, attacks, points, models, options))
     inputs = [p for p in (args.input, args.labels, *models) if p and Path(p).exists()]
     check_output_target(args.output, args.overwrite, inputs)  # before any model work
@@ -79,7 +80,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     per_model = sum(len(sweep_values(a, points)) for a in attacks)
     progress, results = BarProgress(), []
     for i, name in enumerate(models):
-        loaded = load_segmentation_model(name, args.device)
+        loaded = load_segmentation_model(name, args.device, options=load)
         job = start_job(image, loaded, labels, options)
         results += sweep(job, attacks, points, progress, done, partial.add, (i * per_model, len(models) * per_model))
     out = write_curve(results, args.output, overwrite=args.overwrite, inputs=inputs)
@@ -95,11 +96,26 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace, attacks: list, points: dict, models: list[str], options) -> dict[str, Any]:
     """Everything that changes a point's value; --resume reuses points only if all of it matches."""
+    from .files.digest import content_sha256
+
     source = Path(args.input).resolve()
-    stat = source.stat() if source.is_file() else None
     return {
-        "input": str(source), "input_bytes": stat.st_size if stat else None, "input_mtime": stat.st_mtime if stat else None,
+        "input": str(source), "input_sha256": content_sha256(source),
         "labels": str(Path(args.labels).resolve()) if args.labels else None,
-        "models": models, "attacks": [a.text for a in attacks], "points": {k: list(v) for k, v in points.items()},
+        "labels_sha256": content_sha256(args.labels) if args.labels else None,
+        "models": models, "models_sha256": [_model_sha256(name) for name in models], "attacks": [a.text for a in attacks], "points": {k: list(v) for k, v in points.items()},
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}, "device": args.device,
+        "load": {"spec": args.spec, "arch": args.arch, "fold": args.fold, "configuration": args.configuration,
+                 "tta": not args.no_tta},
     }
+
+
+def _model_sha256(name: str | None) -> str | None:
+    """SHA-256 of a model's file or folder (a registry name: of the file it names, if it is here)."""
+    from .files.digest import content_sha256
+    from .models import resolve_model
+
+    try:
+        return content_sha256(resolve_model(name)) if name is not None else None
+    except (OSError, ValueError):
+        return None  # not available here: loading the model says why

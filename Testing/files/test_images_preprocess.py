@@ -437,7 +437,7 @@ def test_atomic_output_dir_success(tmp_path):
         assert out.parent == final.parent and out != final and not final.exists()
         (out / "report.json").write_text("{}")
     assert sorted(os.listdir(final)) == [".freqadv", "report.json"]  # the stamp lists what it wrote
-    assert json.loads((final / ".freqadv").read_text())["files"] == ["report.json"]
+    assert sorted(json.loads((final / ".freqadv").read_text())["files"]) == ["report.json"]
     assert os.listdir(final.parent) == ["case01"]
 
 

@@ -16,6 +16,7 @@ which is where a Python user sees them (``VAFA(model, q_max=20.0, ...)``).
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -30,6 +31,8 @@ VOXELS = "voxels"
 WEIGHT = "weight"
 RATIO = "ratio"
 
+
+_HUGE_EXPONENT = re.compile(r"[eE][+-]?0*\d{4,}")  # past 1e999: far outside float's range
 
 @dataclass(frozen=True)
 class SameAs:
@@ -116,17 +119,22 @@ class Param:
                 return False
             raise ValueError(f"{self.name} must be true or false, got {raw!r}")
         if self.kind in (int, float):
+            # The rules of FreqAdvSegmentLib.finite.parse_number (attacks/ imports nothing outside
+            # itself): a huge exponent is refused before Fraction builds a billion-digit integer,
+            # and 1e309 (OverflowError in float()) is an error like nan and inf (refused by _number).
+            if _HUGE_EXPONENT.search(raw):
+                raise ValueError(f"{self.name} is out of range (a finite number is needed), got {raw!r}")
             try:
                 return float(Fraction(raw))
-            except (ValueError, ZeroDivisionError):
-                raise ValueError(f"{self.name} must be a number (or a fraction like 4/255), got {raw!r}") from None
+            except (ValueError, ZeroDivisionError, OverflowError):
+                raise ValueError(f"{self.name} must be a finite number (or a fraction like 4/255), got {raw!r}") from None
         return raw
 
     def _number(self, value: Any) -> float | int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
                 value = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"{self.name} must be a number, got {value!r}") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"{self.name} must be a finite number, got {value}")

@@ -37,7 +37,7 @@ Ctrl-C stops after the current step with a checkpoint; --resume continues exactl
 Several processes: torchrun --nproc_per_node N -m FreqAdvSegmentLib.cli train ...
 """
 
-_NOT_CONFIG = {"command", "debug", "resume", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
+_NOT_CONFIG = {"command", "debug", "resume", "overwrite", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
 
 
 def _trainable_specs():
@@ -46,15 +46,32 @@ def _trainable_specs():
     return [s for s in registry.specs() if s.trainable]
 
 
+def _finite(text: str) -> float:
+    """A finite number (``1e-4``, ``0.5``, ``4/255``); 1e309, nan and inf are refused."""
+    from ..finite import parse_number
+
+    try:
+        return parse_number(text, "the value")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _finite_list(text: str) -> list[float]:
+    try:
+        return [_finite(p) for p in text.replace("x", ",").split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected finite numbers separated by commas, got {text!r}") from None
+
+
 def _pair(text: str) -> tuple[float, float]:
-    parts = [float(p) for p in text.split(",")]
+    parts = _finite_list(text)
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected two numbers like -175,250, got {text!r}")
     return parts[0], parts[1]
 
 
 def _spacing(text: str) -> tuple[float, float, float]:
-    parts = [float(p) for p in text.replace("x", ",").split(",")]
+    parts = _finite_list(text)
     if len(parts) == 1:
         parts *= 3
     if len(parts) != 3 or min(parts) <= 0:
@@ -107,16 +124,16 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g.add_argument("--crop", type=_triple, help="training patch size (default: the spec's roi)")
     g.add_argument("--num-samples", type=int, help="patches per volume and step (default 4)")
     g.add_argument("--batch-size", type=int, help="volumes per step and process (default 1)")
-    g.add_argument("--pos", type=float, help="RandCropByPosNegLabel foreground weight (default 1)")
-    g.add_argument("--neg", type=float, help="RandCropByPosNegLabel background weight (default 1)")
-    g.add_argument("--flip-prob", type=float, help="RandFlip probability per axis (default 0.2)")
+    g.add_argument("--pos", type=_finite, help="RandCropByPosNegLabel foreground weight (default 1)")
+    g.add_argument("--neg", type=_finite, help="RandCropByPosNegLabel background weight (default 1)")
+    g.add_argument("--flip-prob", type=_finite, help="RandFlip probability per axis (default 0.2)")
     g.add_argument("--flip-axes", type=_axes, help="axes to flip, e.g. 1,2 or none (default 0,1,2)")
-    g.add_argument("--rot90-prob", type=float, help="RandRotate90 probability (default 0.2)")
-    g.add_argument("--scale-prob", type=float, help="RandScaleIntensity probability (default 0.1)")
-    g.add_argument("--shift-prob", type=float, help="RandShiftIntensity probability (default 0.1)")
-    g.add_argument("--slab-prob", type=float, help="keep a random slab of a patch, zero the rest, as padding of thin scans (default 0; not the paper's)")
+    g.add_argument("--rot90-prob", type=_finite, help="RandRotate90 probability (default 0.2)")
+    g.add_argument("--scale-prob", type=_finite, help="RandScaleIntensity probability (default 0.1)")
+    g.add_argument("--shift-prob", type=_finite, help="RandShiftIntensity probability (default 0.1)")
+    g.add_argument("--slab-prob", type=_finite, help="keep a random slab of a patch, zero the rest, as padding of thin scans (default 0; not the paper's)")
     g.add_argument("--no-crop-foreground", action="store_true", help="skip CropForeground")
-    g.add_argument("--cache-rate", type=float, help="share of volumes cached in memory (default 1)")
+    g.add_argument("--cache-rate", type=_finite, help="share of volumes cached in memory (default 1)")
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
 
     g = p.add_argument_group("attack of the regime", "defaults: each attack's training preset (the paper's AT setting, "
@@ -127,9 +144,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     attack_group = g  # its parameter flags are added last, once every other flag is known
 
     g = p.add_argument_group("VAFT loss (vafa-fr)")
-    g.add_argument("--clean-weight", type=float, help="weight of DiceCE on the clean batch (default 1)")
-    g.add_argument("--adv-weight", type=float, help="weight of DiceCE on the VAFA batch (default 1)")
-    g.add_argument("--fr-weight", type=float, help="weight of the frequency consistency loss (default 1)")
+    g.add_argument("--clean-weight", type=_finite, help="weight of DiceCE on the clean batch (default 1)")
+    g.add_argument("--adv-weight", type=_finite, help="weight of DiceCE on the VAFA batch (default 1)")
+    g.add_argument("--fr-weight", type=_finite, help="weight of the frequency consistency loss (default 1)")
     g.add_argument("--fr-form", choices=["l1", "normalized"],
                    help="l1: the paper's mean |DCT(c) - DCT(a)| (default); normalized: the code's sum|D(c)-D(a)|/sum|D(c)|")
     g.add_argument("--fr-block", type=int, help="DCT block of the loss (default: one DCT over the whole patch)")
@@ -137,8 +154,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="passes over the training set (default 100)")
     g.add_argument("--max-steps", type=int, help="stop after this many steps (wins over --epochs)")
-    g.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
-    g.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 1e-5)")
+    g.add_argument("--lr", type=_finite, help="AdamW learning rate (default 1e-4)")
+    g.add_argument("--weight-decay", type=_finite, help="AdamW weight decay (default 1e-5)")
     g.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the cosine decay (default 1%% of the steps)")
     g.add_argument("--amp", choices=["auto", "none", "fp16", "bf16"], help="mixed precision (default auto: fp16 on CUDA, off on CPU)")
     g.add_argument("--seed", type=int, help="seed of weights, data order, augmentation and attacks (default 0)")
@@ -147,7 +164,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
     g = p.add_argument_group("validation and bookkeeping")
     g.add_argument("--val-every", type=int, help="validate every N epochs; 0 = never (default 15)")
-    g.add_argument("--val-overlap", type=float, help="sliding-window overlap (default 0.5)")
+    g.add_argument("--val-overlap", type=_finite, help="sliding-window overlap (default 0.5)")
     g.add_argument("--val-sw-batch-size", type=int, help="windows per forward pass (default 1)")
     g.add_argument("--val-include-background", action="store_true", help="count background in the mean Dice (the paper's convention)")
     g.add_argument("--select-by", choices=["clean", "vafa"], help="best model by clean Dice (default) or Dice under VAFA")
@@ -158,6 +175,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--export", help="also write the final (or --export-which best) model to this .safetensors file")
+    g.add_argument("--overwrite", action="store_true", default=False,
+                   help="let --export replace an existing file (never the --init model or another input)")
     g.add_argument("--export-which", choices=["final", "best"], help="which model --export writes (default final)")
 
     dests = add_param_flags(p, attack_group, trainable, training=True)
@@ -231,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, saved)
     ctx = init_distributed(cfg.device)
     try:
-        result = Trainer(cfg, ctx, resume=state).fit()
+        result = Trainer(cfg, ctx, resume=state, overwrite_export=getattr(args, "overwrite", False)).fit()
     except FloatingPointError as err:  # diverged: say so in one line; the checkpoints are intact
         print(f"freqadv train: error: {err}", file=sys.stderr)
         return 1

@@ -21,6 +21,19 @@ INSTALL_HINT = 'pip install "trame-slicer[standalone]==2.0.0"'
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _positive_mb(text: str) -> float:
+    """A finite size in MB above 0 (1e309 and nan are refused, not taken as no limit)."""
+    from ..finite import parse_number
+
+    try:
+        value = parse_number(text, "--max-upload-mb")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return value
+
+
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` command to the ``freqadv`` sub-command parsers."""
     from .uploads import DEFAULT_MAX_BYTES, DEFAULT_MAX_VOXELS
@@ -34,7 +47,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1: this machine only). The viewer has no login: "
                         "another address lets anyone who reaches it run jobs and read results")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one and prints it)")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
+    p.add_argument("--max-upload-mb", type=_positive_mb, default=DEFAULT_MAX_BYTES / 2**20,
                    help=f"largest upload in MB (default {DEFAULT_MAX_BYTES // 2**20})")
     p.add_argument("--max-voxels", type=int, default=DEFAULT_MAX_VOXELS,
                    help=f"largest grid an upload may declare, in voxels (default {DEFAULT_MAX_VOXELS:,})")
