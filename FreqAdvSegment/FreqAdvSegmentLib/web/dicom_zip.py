@@ -23,6 +23,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .upload_error import UploadError
+
 MAX_MEMBERS = 4096  # slices; a whole-body thin-slice CT has about 2000
 MAX_RATIO = 200  # DICOM compresses about 2-5 times; 200 is a bomb, not a CT
 _CHUNK = 1 << 20
@@ -37,8 +39,6 @@ def uncompressed_limit(limits: Any) -> int:
 def unpack_dicom_zip(path: Path, destination: Path, limits: Any) -> tuple[int, int, int]:
     """Check the zip at ``path``, unpack it into ``destination`` (created) and return the grid
     its first slice and slice count declare. Raises UploadError; leaves no folder on failure."""
-    from .uploads import UploadError
-
     try:
         with zipfile.ZipFile(path) as archive:
             members = _checked_members(archive, limits)
@@ -54,8 +54,6 @@ def unpack_dicom_zip(path: Path, destination: Path, limits: Any) -> tuple[int, i
 
 
 def _checked_members(archive: zipfile.ZipFile, limits: Any) -> list[zipfile.ZipInfo]:
-    from .uploads import UploadError
-
     members = [m for m in archive.infolist() if not m.is_dir()]
     if not members:
         raise UploadError("the zip holds no files; zip the folder of one DICOM series", 415)
@@ -84,8 +82,6 @@ def _checked_members(archive: zipfile.ZipFile, limits: Any) -> list[zipfile.ZipI
 
 def _extract(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], destination: Path, budget: int) -> None:
     """Members under flat names of our own (0000.dcm ...), counting the bytes really written."""
-    from .uploads import UploadError
-
     written = 0
     for index, member in enumerate(members):
         with archive.open(member) as source, (destination / f"{index:05d}.dcm").open("wb") as target:
@@ -99,8 +95,6 @@ def _extract(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], destinati
 def _series_grid(folder: Path, limits: Any) -> tuple[int, int, int]:
     """(columns, rows, slices) of the one series in ``folder``, from headers only."""
     import SimpleITK as sitk
-
-    from .uploads import UploadError
 
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .dicom_zip import unpack_dicom_zip
+from .upload_error import UploadError  # here too: callers catch uploads.UploadError
 
 SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".zip")  # .zip: one DICOM series
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -35,14 +36,6 @@ DEFAULT_MAX_VOXELS = 512 * 512 * 1024  # a large abdominal CT at full resolution
 DEFAULT_MAX_IMAGE_BYTES = DEFAULT_MAX_VOXELS * 2  # that CT as int16, as scanners store it
 _NIFTI_HEADER = 348
 _NRRD_HEADER_LIMIT = 64 * 1024  # NRRD headers are a few hundred bytes; a huge one is not a volume
-
-
-class UploadError(ValueError):
-    """A rejected upload; ``status`` is the HTTP status that says why."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

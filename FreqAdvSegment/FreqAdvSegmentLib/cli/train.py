@@ -5,14 +5,7 @@
         --init runs/natural/model_final.safetensors --q-max 20 --block-size 32
     freqadv train --resume -o runs/vaft                      # continue a stopped run exactly
     torchrun --nproc_per_node 4 -m FreqAdvSegmentLib.cli train ... # DDP, one process per GPU
-
-Wiring into the main command line (``FreqAdvSegmentLib/cli.py``)::
-
-    from .training.cli import add_train_parser, cmd_train
-    add_train_parser(sub)                 # in build_parser()
-    COMMANDS["train"] = cmd_train
-
-This module imports nothing heavy at import time, so ``freqadv --help`` stays fast.
+    python -m FreqAdvSegmentLib.training ...                 # the same as freqadv train ... (``main``)
 """
 
 from __future__ import annotations
@@ -22,6 +15,12 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..attacks import registry
+from ..attacks.options import add_param_flags, chosen_preset, given_params, param_help, preset_names, typed_value
+from ..models import ModelSpec
+from ..training.config import REGIME_ALIASES, TrainConfig, regimes
+from .options import triple
 
 DESCRIPTION = """\
 Train a segmentation model on a MONAI Decathlon-style datalist ({{"training": [...], "validation":
@@ -40,9 +39,7 @@ Several processes: torchrun --nproc_per_node N -m FreqAdvSegmentLib.cli train ..
 _NOT_CONFIG = {"command", "debug", "resume", "overwrite", "public_code", "preset", "_attack_dests", "no_tensorboard", "no_progress", "no_crop_foreground"}
 
 
-def _trainable_specs():
-    from ..attacks import registry
-
+def _trainable_specs() -> list:
     return [s for s in registry.specs() if s.trainable]
 
 
@@ -88,12 +85,8 @@ def _axes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected axes like 0,1,2 or none, got {text!r}") from None
 
 
-def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``train`` command to ``freqadv``'s subparsers; returns its parser."""
-    from ..attacks.options import add_param_flags, param_help, preset_names
-    from ..cli import _triple
-    from .config import REGIME_ALIASES, regimes
-
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``train`` to ``freqadv``'s sub-command parsers; returns its parser."""
     trainable = _trainable_specs()
     p = subparsers.add_parser(
         "train", help="train a model: natural, adversarial or VAFT (one process or torchrun)",
@@ -114,14 +107,14 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     g.add_argument("--spec", help="a new network's full ModelSpec: JSON text or a .json file")
     g.add_argument("--spacing", type=_spacing, help="override the spec's voxel spacing in mm, e.g. 1.5,1.5,2")
     g.add_argument("--window", type=_pair, help="override the spec's intensity window in HU, e.g. -175,250")
-    g.add_argument("--roi", type=_triple, help="override the spec's sliding-window roi, e.g. 96")
+    g.add_argument("--roi", type=triple, help="override the spec's sliding-window roi, e.g. 96")
     g.add_argument("--grad-checkpoint", action="store_true", help="gradient checkpointing: less memory, ~30%% more time")
 
     g = p.add_argument_group("data and augmentation (defaults: the paper's)")
     g.add_argument("--data-root", help="folder the datalist's relative paths start from (default: the JSON's folder)")
     g.add_argument("--train-split", help="datalist key of the training cases (default: training)")
     g.add_argument("--val-split", help="datalist key of the validation cases (default: validation)")
-    g.add_argument("--crop", type=_triple, help="training patch size (default: the spec's roi)")
+    g.add_argument("--crop", type=triple, help="training patch size (default: the spec's roi)")
     g.add_argument("--num-samples", type=int, help="patches per volume and step (default 4)")
     g.add_argument("--batch-size", type=int, help="volumes per step and process (default 1)")
     g.add_argument("--pos", type=_finite, help="RandCropByPosNegLabel foreground weight (default 1)")
@@ -189,9 +182,6 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = None):
     """TrainConfig from the options given on the command line, on top of ``saved`` (a resumed
     run's settings) or of the defaults."""
-    from ..attacks.options import chosen_preset, given_params, typed_value
-    from .config import TrainConfig
-
     flags = given_params(args)
     dests = set(vars(args).get("_attack_dests", {}).values())
     given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and k not in dests}
@@ -226,16 +216,15 @@ def _read_spec(text: str) -> dict[str, Any]:
         data = json.loads(source.read_text() if source.suffix == ".json" and source.is_file() else text)
     except json.JSONDecodeError as error:
         raise ValueError(f"--spec is neither a .json file nor JSON text: {error}") from None
-    from ..models import ModelSpec
-
     return ModelSpec.from_dict(data).to_dict()
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``freqadv train``; 0 when done, 130 when stopped early (with a checkpoint to resume)."""
-    from .checkpoint import latest_checkpoint, load_checkpoint
-    from .distributed import cleanup, init_distributed
-    from .trainer import Trainer
+    # torch, MONAI: loaded when a command runs, not for --help.
+    from ..training.checkpoint import latest_checkpoint, load_checkpoint
+    from ..training.distributed import cleanup, init_distributed
+    from ..training.trainer import Trainer
 
     resume = getattr(args, "resume", None)
     state = None
@@ -276,10 +265,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (``python -m FreqAdvSegmentLib.training``) with the same errors as freqadv."""
     parser = argparse.ArgumentParser(prog="freqadv")
-    add_train_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return cmd_train(args)
+        return run(args)
     except (FileNotFoundError, ValueError, MemoryError) as err:
         print(f"freqadv train: error: {err}", file=sys.stderr)
         return 2
