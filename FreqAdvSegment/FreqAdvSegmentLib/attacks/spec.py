@@ -224,11 +224,13 @@ class AttackSpec(_Described):
         params: the attack's own constructor keywords (the run options roi_size, overlap,
             sw_batch_size, amp and seed are shared by all attacks and are not listed).
         presets: named settings; ``resolve(preset)`` applies them over the defaults.
-        domain: ``frequency``, ``voxel``, ``noise`` or ``ensemble``.
+        domain: ``frequency``, ``voxel``, ``noise``, ``ensemble`` or ``corruption``.
         strength: the parameter a robustness curve sweeps (``eps``, ``q_max``), if any.
         sweep: default values of ``strength`` for a curve, in engine units.
         trainable: usable as the attack of adversarial training.
         training_preset: the preset adversarial training starts from (the paper's AT setting).
+        adversarial: False for a realistic corruption (reduced dose, another kernel, ...; see
+            :mod:`FreqAdvSegmentLib.corruptions`): it runs like an attack but never uses the model.
     """
 
     name: str
@@ -242,6 +244,7 @@ class AttackSpec(_Described):
     sweep: tuple[float, ...] = ()
     trainable: bool = True
     training_preset: str | None = None
+    adversarial: bool = True
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
@@ -267,7 +270,7 @@ class AttackSpec(_Described):
         """This attack's description without its class: what the catalog file holds."""
         return AttackInfo(
             self.name, self.title, self.summary, self.params, self.presets, self.defaults(),
-            self.domain, self.strength, self.sweep, self.trainable, self.training_preset,
+            self.domain, self.strength, self.sweep, self.trainable, self.training_preset, self.adversarial,
         )
 
     def build(self, model: Any, preset: str | None = None, params: Mapping[str, Any] | None = None, **run_options: Any):
@@ -301,6 +304,7 @@ class AttackInfo(_Described):
     sweep: tuple[float, ...] = ()
     trainable: bool = True
     training_preset: str | None = None
+    adversarial: bool = True
 
     def defaults(self) -> dict[str, Any]:
         """Each parameter's default (the attack class's constructor default)."""

@@ -9,7 +9,10 @@ budget:
     points = sweep(start_job(ct, model, labels), [CurveAttack.parse("vafa"), CurveAttack.parse("pgd")])
     write_curve(points, "out/")      # curve.csv, curve.png, curve.html (atomically)
 
-Sweep values are the spec's ``sweep`` unless overridden (``{"vafa": [5, 10, 20]}``, engine units).
+Sweep values are the spec's ``sweep`` unless overridden (``{"vafa": [5, 10, 20]}``, engine units);
+a preset that fixes the strength (``dose:25``, ``pgd:eps8``) is one point. Realistic CT corruptions
+(``dose``, ``kernel``, ...; :mod:`FreqAdvSegmentLib.corruptions`) go on the same axes, dashed, and
+the summary then names the worst realistic change and the worst attack at equal SSIM.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ def sweep_values(attack: CurveAttack, points: Mapping[str, Sequence[float]] | No
     for key in (attack.text, attack.method, attack.spec.name):
         if key in points:
             return tuple(points[key])
+    if attack.preset is not None and attack.spec.strength in attack.spec.preset(attack.preset).values:
+        return (float(attack.spec.resolve(attack.preset)[attack.spec.strength]),)  # dose:25 is one point
     if not attack.spec.sweep:
         raise ValueError(f"{attack.spec.name} has no default sweep; give one with --points {attack.spec.name}=V1,V2,...")
     return tuple(attack.spec.sweep)
@@ -193,14 +198,39 @@ def strongest_at(points: Sequence[CurvePoint], min_ssim: float = EQUAL_SSIM) -> 
     return max(kept, key=lambda p: p.dice_drop, default=None)
 
 
+def is_corruption(point: CurvePoint) -> bool:
+    """Whether the point's method is a realistic corruption (registry ``adversarial=False``)."""
+    name = point.attack.split(",")[0].split(":")[0]
+    return name in registry.names() and not registry.get(name).adversarial
+
+
 def summary_sentence(points: Sequence[CurvePoint], min_ssim: float = EQUAL_SSIM) -> str:
-    """"at SSIM >= 0.95 the strongest attack here is X (Dice drop d)", or why there is none."""
+    """"at SSIM >= 0.95 the strongest attack here is X (Dice drop d)", or why there is none; with
+    realistic corruptions on the curve too, the worst of them and the worst attack at that SSIM."""
+    if any(is_corruption(p) for p in points):
+        return _realistic_vs_adversarial(points, min_ssim)
     best = strongest_at(points, min_ssim)
     if best is None:
         return f"at SSIM >= {min_ssim:g} no attack here was measured: every point changed the CT more than that"
     where = f" on {best.model}" if len({p.model for p in points}) > 1 else ""
     return (f"at SSIM >= {min_ssim:g} the strongest attack here is {best.attack}{where} at {_strength_text(best)} "
             f"(Dice drop {best.dice_drop:.3f}, SSIM {best.ssim:.3f}, max change {best.linf_hu:.0f} HU)")
+
+
+def _realistic_vs_adversarial(points: Sequence[CurvePoint], min_ssim: float) -> str:
+    """"at SSIM >= 0.95 the worst realistic change is dose:25 ...; the worst attack is pgd ..."."""
+    many = len({p.model for p in points}) > 1
+
+    def named(p: CurvePoint | None, what: str) -> str:
+        if p is None:
+            return f"no {what} was measured there"
+        where = f" on {p.model}" if many else ""
+        return (f"the worst {what} is {p.attack}{where} at {_strength_text(p)} (Dice drop {p.dice_drop:.3f}, "
+                f"SSIM {p.ssim:.3f}, max change {p.linf_hu:.0f} HU)")
+
+    realistic = strongest_at([p for p in points if is_corruption(p)], min_ssim)
+    attack = strongest_at([p for p in points if not is_corruption(p)], min_ssim)
+    return f"at SSIM >= {min_ssim:g} {named(realistic, 'realistic change')}; {named(attack, 'attack')}"
 
 
 def _strength_text(p: CurvePoint) -> str:
@@ -261,7 +291,9 @@ def curve_figure(points: Sequence[CurvePoint], path: Path) -> None:
     for (model, attack), pts in lines.items():
         label = attack if len({m for m, _ in lines}) == 1 else f"{attack} ({model})"
         for ax, x in ((axes[0], [p.ssim for p in pts]), (axes[1], [max(p.linf_hu, 1e-3) for p in pts])):
-            ax.plot(x, [p.mean_dice for p in pts], marker="o", label=label)
+            realistic = is_corruption(pts[0])  # corruptions dashed: not adversarial
+            ax.plot(x, [p.mean_dice for p in pts], marker="s" if realistic else "o", ls="--" if realistic else "-",
+                    label=label + (" (realistic)" if realistic else ""))
     reference = points[0].reference if points else "ground truth"
     for model, clean in {p.model: p.clean_dice for p in points}.items():
         for ax in axes:

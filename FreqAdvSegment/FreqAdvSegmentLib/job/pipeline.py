@@ -32,6 +32,7 @@ from ..evaluation.metrics import flip_rate, segmentation_metrics
 from .preprocess import (
     GridContext,
     Preprocessing,
+    hu_on_model_grid,
     labels_onto_image_grid,
     labels_to_original,
     perturbation_to_hu,
@@ -154,6 +155,7 @@ class JobResult:
     gt_model: torch.Tensor | None = None  # [1, 1, H, W, D] ground truth on the model grid
     body: np.ndarray | None = None  # bool [Z, Y, X] the patient's body on the input grid
     notes: list[str] = field(default_factory=list)  # lines the report shows first (e.g. the demo's settings)
+    hu_model: np.ndarray | None = None  # float32 [H, W, D] unclipped HU on the model grid, for corruptions
 
     @property
     def reference(self) -> sitk.Image:
@@ -254,6 +256,8 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
         amp=options.amp,
         seed=options.seed,
     )
+    if hasattr(attack, "use_grid"):  # a realistic corruption works in HU and mm (FreqAdvSegmentLib.corruptions)
+        attack.use_grid(job.ctx.window, job.ctx.model.spacing, model_grid_hu(job))
     start = time.perf_counter()
     # The paper attacks against the ground truth; without one, against the clean prediction.
     target = gt_model if gt_model is not None else job.clean_pred
@@ -273,6 +277,13 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     metrics["organ_drops"] = organ_drops(job, metrics["vs_reference"])
     metrics["label_changes"] = label_changes(job.clean_labels, adv_labels, loaded.spec.label_names)
     return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds, delta_hu)
+
+
+def model_grid_hu(job: JobResult) -> np.ndarray:
+    """The input's unclipped HU on the model grid, [H, W, D] (made once per job)."""
+    if job.hu_model is None:
+        job.hu_model = hu_on_model_grid(job.image, job.ctx)
+    return job.hu_model
 
 
 def _budget_metrics(job: JobResult, attack: Any, delta_hu: sitk.Image) -> dict[str, Any]:
