@@ -31,7 +31,7 @@ from FreqAdvSegmentLib.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from FreqAdvSegmentLib.training.cli import main as train_main
+from FreqAdvSegmentLib.cli.train import main as train_main
 from FreqAdvSegmentLib.training.data import read_datalist
 from FreqAdvSegmentLib.training.losses import frequency_consistency_loss
 from FreqAdvSegmentLib.training.grad_checkpointing import enable_gradient_checkpointing

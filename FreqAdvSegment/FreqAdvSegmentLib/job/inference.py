@@ -49,15 +49,20 @@ def using_load_options(options: LoadOptions) -> Iterator[None]:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``
+    (Apple's GPU: asked for by name only, as not every operation has an MPS kernel)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} asked for, but this PyTorch has no Apple GPU (MPS); use --device cpu")
+        return dev
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"device {device!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count() > 0:
         raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if dev.type == "cuda" and not torch.cuda.is_available():

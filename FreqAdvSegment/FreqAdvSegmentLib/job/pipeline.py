@@ -32,7 +32,7 @@ from ..evaluation.metrics import flip_rate, segmentation_metrics
 from .preprocess import (
     GridContext,
     Preprocessing,
-    adversarial_to_original,
+    hu_on_model_grid,
     labels_onto_image_grid,
     labels_to_original,
     perturbation_to_hu,
@@ -155,6 +155,7 @@ class JobResult:
     gt_model: torch.Tensor | None = None  # [1, 1, H, W, D] ground truth on the model grid
     body: np.ndarray | None = None  # bool [Z, Y, X] the patient's body on the input grid
     notes: list[str] = field(default_factory=list)  # lines the report shows first (e.g. the demo's settings)
+    hu_model: np.ndarray | None = None  # float32 [H, W, D] unclipped HU on the model grid, for corruptions
 
     @property
     def reference(self) -> sitk.Image:
@@ -263,6 +264,8 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
         seed=options.seed,
         mode=mode,
     )
+    if hasattr(attack, "use_grid"):  # a realistic corruption works in HU and mm (FreqAdvSegmentLib.corruptions)
+        attack.use_grid(job.ctx.window, job.ctx.model.spacing, model_grid_hu(job))
     start = time.perf_counter()
     # The paper attacks against the ground truth; without one, against the clean prediction.
     target = gt_model if gt_model is not None else job.clean_pred
@@ -284,12 +287,20 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds, delta_hu)
 
 
+def model_grid_hu(job: JobResult) -> np.ndarray:
+    """The input's unclipped HU on the model grid, [H, W, D] (made once per job)."""
+    if job.hu_model is None:
+        job.hu_model = hu_on_model_grid(job.image, job.ctx)
+    return job.hu_model
+
+
 def _budget_metrics(job: JobResult, attack: Any, delta_hu: sitk.Image) -> dict[str, Any]:
     """The change's size on the input's grid, inside the body, and whether it is visible."""
-    original = sitk.GetArrayFromImage(sitk.Cast(job.image, sitk.sitkFloat32))
+    # Views in the images' own pixel types: budget works slab by slab, so no full-grid float copy.
+    original = sitk.GetArrayViewFromImage(job.image)
     if job.body is None:  # one mask per job: every attack is measured on the same voxels
         job.body = body_mask(original)
-    measured = budget(original, sitk.GetArrayFromImage(delta_hu), job.ctx.window, job.body)
+    measured = budget(original, sitk.GetArrayViewFromImage(delta_hu), job.ctx.window, job.body)
     return {"budget": measured, "strength": strength(attack, job.ctx.window), "visible": visibility(measured)}
 
 
@@ -325,6 +336,16 @@ def label_changes(clean: sitk.Image, attacked: sitk.Image, label_names: Sequence
     lost = np.bincount(a[changed].ravel(), minlength=n)
     gained = np.bincount(b[changed].ravel(), minlength=n)
     return {label_names[i]: {"lost": int(lost[i]), "gained": int(gained[i])} for i in range(n) if lost[i] or gained[i]}
+
+
+def _adversarial_hu(image: sitk.Image, delta_hu: sitk.Image) -> sitk.Image:
+    """The adversarial CT on the input grid, float32: the original HU plus the change in HU, the
+    values :func:`adversarial_to_original` gives, without mapping the perturbation back again."""
+    hu = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    hu += sitk.GetArrayViewFromImage(delta_hu)
+    out = sitk.GetImageFromArray(hu)
+    out.CopyInformation(image)
+    return out
 
 
 def label_change_maps(clean: sitk.Image, attacked: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
@@ -431,9 +452,9 @@ def write_outputs(
 def _write_attack(job: JobResult, outcome: AttackOutcome, folder: Path, suffix: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     result = outcome.result
-    adv_hu = adversarial_to_original(result.adv.cpu(), result.clean.cpu(), job.image, job.ctx)
-    write_image(adv_hu, folder / f"adversarial{suffix}")
+    # The perturbation is mapped back to the input grid once (run_attack) and reused here.
     delta_hu = outcome.delta_hu if outcome.delta_hu is not None else perturbation_to_hu(result.perturbation.cpu(), job.ctx)
+    write_image(_adversarial_hu(job.image, delta_hu), folder / f"adversarial{suffix}")
     write_image(delta_hu, folder / f"perturbation_hu{suffix}")
     write_image(outcome.adv_labels, folder / f"adversarial_labels{suffix}")
     lost, gained = label_change_maps(job.clean_labels, outcome.adv_labels)
