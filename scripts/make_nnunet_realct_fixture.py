@@ -30,7 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "FreqAdvSegment" / "FreqAdvSegmentLib" / "resources" / "sample"
 OUT = REPO / "Testing" / "data" / "nnunet_realct"
 MODEL = OUT / "Dataset002_RealCrop" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
-CROP_ZYX = (slice(64, 112), slice(16, 80), slice(4, 100))  # 48 x 64 x 96 voxels at 3 mm
+CROP_ZYX = (slice(64, 112), slice(16, 80), slice(4, 100))  # training crop: 48 x 64 x 96 voxels at 3 mm
+# The test crop: sides that are not multiples of the tile step (16), so nnU-Net's tile rule and
+# MONAI's place tiles differently (70 voxels: nnU-Net 0, 13, 25, 38; MONAI 0, 16, 32, 38).
+TEST_CROP_ZYX = (slice(62, 112), slice(14, 84), slice(2, 102))  # 50 x 70 x 100
 SPACING_ZYX = [3.0, 3.0, 3.0]
 PATCH_ZYX = [32, 32, 32]
 RESAMPLED_SPACING_XYZ = (2.0, 2.0, 2.5)  # a finer scan of the same crop: nnU-Net resamples it to 3 mm
@@ -46,12 +49,12 @@ DATASET = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1,
            "numTraining": 1, "file_ending": ".nii.gz"}
 
 
-def crop() -> tuple[sitk.Image, np.ndarray]:
-    """The CT crop (int16 HU, the sample's own geometry) and its labels [z, y, x] (0 / 1 liver / 2 spleen)."""
+def crop(box: tuple[slice, slice, slice] = CROP_ZYX) -> tuple[sitk.Image, np.ndarray]:
+    """A CT crop [z, y, x] box (int16 HU, the sample's own geometry) and its labels (0 / 1 liver / 2 spleen)."""
     ct = sitk.ReadImage(str(SAMPLE / "patientA_ct.nii.gz"))
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE / "patientA_labels.nii.gz")))[CROP_ZYX]
-    z, y, x = (s.start for s in CROP_ZYX)
-    image = ct[x : CROP_ZYX[2].stop, y : CROP_ZYX[1].stop, z : CROP_ZYX[0].stop]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE / "patientA_labels.nii.gz")))[box]
+    z, y, x = (s.start for s in box)
+    image = ct[x : box[2].stop, y : box[1].stop, z : box[0].stop]
     target = np.zeros_like(labels)
     for value, name in enumerate(DATASET["labels"]):
         if name in ORGANS:
@@ -173,13 +176,17 @@ def predict_with_nnunet(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    shutil.rmtree(OUT, ignore_errors=True)
-    image, target = crop()
-    hu = sitk.GetArrayFromImage(image)
-    props = intensity_properties(hu, target)
-    net = network()
-    train(net, hu, target, props)
-    write_model(props, list(hu.shape), net)
+    import sys
+
+    if "--predict-only" not in sys.argv:  # --predict-only: the committed model, new test inputs
+        shutil.rmtree(OUT, ignore_errors=True)
+        image, target = crop()
+        hu = sitk.GetArrayFromImage(image)
+        props = intensity_properties(hu, target)
+        net = network()
+        train(net, hu, target, props)
+        write_model(props, list(hu.shape), net)
+    image, _ = crop(TEST_CROP_ZYX)
     sitk.WriteImage(image, str(OUT / "ct_native.nii.gz"), useCompression=True)
     sitk.WriteImage(resampled(image), str(OUT / "ct_resampled.nii.gz"), useCompression=True)
     predict_with_nnunet(["ct_native", "ct_resampled"])
