@@ -520,23 +520,23 @@ def _print_summary(job) -> None:
     """One line per condition: Dice, then the size of the change that bought it; warnings last."""
     ref = "ground truth" if job.ground_truth is not None else "clean prediction"
     if job.clean_metrics is not None:
-        print(f"clean      mean Dice vs {ref}: {job.clean_metrics['mean_dice']:.3f}")
+        print(f"clean      mean Dice vs {ref}: {job.clean_metrics.mean_dice:.3f}")
     for o in job.outcomes:
         m = o.metrics
-        print(f"{o.request.label:<10s} mean Dice vs {ref}: {m['vs_reference']['mean_dice']:.3f}  "
-              f"(vs clean prediction {m['vs_clean_prediction']['mean_dice']:.3f}, "
-              f"{100 * m['flip_rate']:.2f}% labels flipped, {o.seconds:.1f} s)")
+        print(f"{o.request.label:<10s} mean Dice vs {ref}: {m.vs_reference.mean_dice:.3f}  "
+              f"(vs clean prediction {m.vs_clean_prediction.mean_dice:.3f}, "
+              f"{100 * m.flip_rate:.2f}% labels flipped, {o.seconds:.1f} s)")
         print(f"{'':<10s} budget: {_budget_text(m)}")
     for o in job.outcomes:
-        if o.metrics.get("visible"):
-            print(f"warning: {o.request.label}: {o.metrics['visible']}")
+        if o.metrics.visible:
+            print(f"warning: {o.request.label}: {o.metrics.visible}")
 
 
-def _budget_text(metrics: dict) -> str:
-    b, st = metrics["budget"], metrics.get("strength")
-    strength = f"{st['text']}; " if st else ""
-    return (f"{strength}inside the body: max {b['linf_hu']:.1f} HU, RMS {b['rms_hu']:.1f} HU, "
-            f"PSNR {b['psnr_db']:.1f} dB, SSIM {b['ssim']:.3f}")
+def _budget_text(metrics) -> str:
+    b, st = metrics.budget, metrics.strength
+    strength = f"{st.text}; " if st else ""
+    return (f"{strength}inside the body: max {b.linf_hu:.1f} HU, RMS {b.rms_hu:.1f} HU, "
+            f"PSNR {b.psnr_db:.1f} dB, SSIM {b.ssim:.3f}")
 
 
 COMMANDS = {"segment": cmd_segment, "attack": cmd_attack, "evaluate": cmd_evaluate, "demo": cmd_demo, "curve": cmd_curve, "models": cmd_models, "serve": cmd_serve, "train": cmd_train}

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
+from .results import OrganMetrics, SegmentationMetrics
+
 
 def segmentation_metrics(
     pred: np.ndarray | torch.Tensor,
@@ -32,7 +34,7 @@ def segmentation_metrics(
     spacing: Sequence[float],
     label_names: Sequence[str],
     include_background: bool = False,
-) -> dict:
+) -> SegmentationMetrics:
     """Per-organ Dice and HD95 between a predicted and a reference label map.
 
     Args:
@@ -43,25 +45,25 @@ def segmentation_metrics(
         include_background: also report label 0 in ``per_class`` and in the means.
 
     Returns:
-        ``{"per_class": {name: {"dice", "hd95_mm", "ref_voxels", "pred_voxels", "note"}},
-        "mean_dice", "mean_hd95_mm", "mean_dice_with_background"}``. Means are NaN-ignoring
-        means over the reported classes (NaN if no class counts); ``note`` is None or says why
-        a value is NaN.
+        :class:`~.results.SegmentationMetrics`: ``per_class`` {name: OrganMetrics (dice,
+        hd95_mm, ref_voxels, pred_voxels, note)}, ``mean_dice``, ``mean_hd95_mm``,
+        ``mean_dice_with_background``. Means are NaN-ignoring means over the reported classes
+        (NaN if no class counts); ``note`` is None or says why a value is NaN.
     """
     pred_t, ref_t = _label_pair(pred, ref, len(label_names))
     spacing_mm = _spacing(spacing)
-    dice = _dice_per_class(pred_t, ref_t, len(label_names))
+    dice = dice_per_class(pred_t, ref_t, len(label_names))
     first = 0 if include_background else 1
     per_class = {
         label_names[c]: _class_metrics(pred_t == c, ref_t == c, dice[c], spacing_mm)
         for c in range(first, len(label_names))
     }
-    return {
-        "per_class": per_class,
-        "mean_dice": _nanmean([v["dice"] for v in per_class.values()]),
-        "mean_hd95_mm": _nanmean([v["hd95_mm"] for v in per_class.values()]),
-        "mean_dice_with_background": _nanmean(dice),
-    }
+    return SegmentationMetrics(
+        per_class=per_class,
+        mean_dice=_nanmean([v.dice for v in per_class.values()]),
+        mean_hd95_mm=_nanmean([v.hd95_mm for v in per_class.values()]),
+        mean_dice_with_background=_nanmean(dice),
+    )
 
 
 def flip_rate(pred_a: np.ndarray | torch.Tensor, pred_b: np.ndarray | torch.Tensor) -> float:
@@ -85,7 +87,7 @@ def flip_rate(pred_a: np.ndarray | torch.Tensor, pred_b: np.ndarray | torch.Tens
     return float((a != b.to(a.device)).sum().item() / a.numel())
 
 
-def _dice_per_class(pred: torch.Tensor, ref: torch.Tensor, n_labels: int) -> list[float]:
+def dice_per_class(pred: torch.Tensor, ref: torch.Tensor, n_labels: int) -> list[float]:
     """MONAI Dice for every label value 0..n_labels-1; NaN where the label is in neither map.
 
     ``ignore_empty=False`` makes MONAI score "absent in ref, present in pred" as 0 (with True it
@@ -101,7 +103,7 @@ def _dice_per_class(pred: torch.Tensor, ref: torch.Tensor, n_labels: int) -> lis
     return [float(d) if p else float("nan") for d, p in zip(dice.tolist(), present.tolist())]
 
 
-def _class_metrics(p: torch.Tensor, r: torch.Tensor, dice: float, spacing: list[float]) -> dict:
+def _class_metrics(p: torch.Tensor, r: torch.Tensor, dice: float, spacing: list[float]) -> OrganMetrics:
     """The per_class entry for one label from its boolean masks [H, W, D]."""
     n_pred, n_ref = int(p.sum()), int(r.sum())
     note = None
@@ -113,7 +115,7 @@ def _class_metrics(p: torch.Tensor, r: torch.Tensor, dice: float, spacing: list[
         note = "absent in prediction: Dice 0, HD95 undefined"
     # Only when both are present: MONAI would give inf (one absent) or NaN (both absent).
     hd95 = float("nan") if note is not None else _hd95(p, r, spacing)
-    return {"dice": dice, "hd95_mm": hd95, "ref_voxels": n_ref, "pred_voxels": n_pred, "note": note}
+    return OrganMetrics(dice=dice, hd95_mm=hd95, ref_voxels=n_ref, pred_voxels=n_pred, note=note)
 
 
 def _hd95(p: torch.Tensor, r: torch.Tensor, spacing: list[float]) -> float:

@@ -33,10 +33,12 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM  # noqa: E402
+from ..job.records import AttackOutcome, JobResult  # noqa: E402
 from ..organs import BTCV_COLORS  # noqa: E402
+from .results import AttackEntry  # noqa: E402
 
 
-def write_report(job, folder: Path, files: dict[str, str], curve: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_report(job: JobResult, folder: Path, files: dict[str, str], curve: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write report.json, report.html and figures/ for a finished :class:`JobResult`.
 
     ``curve``: what :func:`~.curve.write_curve_files` returned for ``folder / "curve"``, if a
@@ -54,7 +56,7 @@ def write_report(job, folder: Path, files: dict[str, str], curve: dict[str, Any]
     return report
 
 
-def report_dict(job, files: dict[str, str]) -> dict[str, Any]:
+def report_dict(job: JobResult, files: dict[str, str]) -> dict[str, Any]:
     """The JSON-ready summary of a job (numbers only, no arrays)."""
     spec = job.loaded.spec
     return {
@@ -65,21 +67,17 @@ def report_dict(job, files: dict[str, str]) -> dict[str, Any]:
         "input_grid": {"size": job.image.GetSize(), "spacing_mm": job.image.GetSpacing()},
         "model_grid": {"size": job.ctx.model.size, "spacing_mm": job.ctx.model.spacing},
         "reference": "ground truth" if job.ground_truth is not None else "clean prediction",
-        "clean_vs_ground_truth": job.clean_metrics,
-        "attacks": {o.request.label: _attack_entry(o) for o in job.outcomes},
-        "notes": list(getattr(job, "notes", [])),
+        "clean_vs_ground_truth": None if job.clean_metrics is None else job.clean_metrics.to_json(),
+        "attacks": {o.request.label: attack_entry(o).to_json() for o in job.outcomes},
+        "notes": list(job.notes),
         "files": files,
     }
 
 
-def _attack_entry(outcome) -> dict[str, Any]:
-    return {
-        "method": outcome.request.method,
-        "params": outcome.request.params,
-        "seconds": outcome.seconds,
-        **outcome.metrics,
-        "history": outcome.result.history,
-    }
+def attack_entry(outcome: AttackOutcome) -> AttackEntry:
+    """An attack's report entry (report.json's ``attacks[label]``)."""
+    return AttackEntry(outcome.request.method, outcome.request.params, outcome.seconds, outcome.metrics,
+                       outcome.result.history)
 
 
 def _json_safe(value: Any) -> Any:
@@ -122,7 +120,7 @@ def _most_changed(changed: np.ndarray, foreground: np.ndarray, axis: int) -> int
     return int(np.round((np.arange(len(fg)) * fg).sum() / max(fg.sum(), 1))) if fg.sum() else len(fg) // 2
 
 
-def _figures(job, folder: Path) -> dict[str, str]:
+def _figures(job: JobResult, folder: Path) -> dict[str, str]:
     figures = {}
     for outcome in job.outcomes:
         name = f"{outcome.request.label}_slices.png"
@@ -139,7 +137,7 @@ def _figures(job, folder: Path) -> dict[str, str]:
     return figures
 
 
-def _slices_figure(job, outcome, path: Path) -> None:
+def _slices_figure(job: JobResult, outcome: AttackOutcome, path: Path) -> None:
     x = job.x[0, 0].cpu().numpy()
     adv = outcome.result.adv[0, 0].cpu().numpy()
     clean_pred = job.clean_pred[0, 0].cpu().numpy()
@@ -181,7 +179,7 @@ def _slices_figure(job, outcome, path: Path) -> None:
     plt.close(fig)
 
 
-def _changes_figure(job, outcome, path: Path) -> None:
+def _changes_figure(job: JobResult, outcome: AttackOutcome, path: Path) -> None:
     """The label-change map: changed voxels coloured by the organ lost (left) and gained (right)."""
     x = job.x[0, 0].cpu().numpy()
     clean, adv = job.clean_pred[0, 0].cpu().numpy(), outcome.adv_pred[0, 0].cpu().numpy()
@@ -200,31 +198,31 @@ def _changes_figure(job, outcome, path: Path) -> None:
             ax.imshow(shown, cmap=cmap, vmin=0, vmax=n - 1, interpolation="nearest", aspect=aspect)
             ax.set_title(f"organ {what} where labels changed\n{view} slice {index}", fontsize=9)
             ax.axis("off")
-    changes = outcome.metrics.get("label_changes", {})
-    worst = sorted(changes.items(), key=lambda kv: -(kv[1]["lost"] + kv[1]["gained"]))[:4]
-    text = "; ".join(f"{k}: -{v['lost']} +{v['gained']}" for k, v in worst) or "no label changed"
+    changes = outcome.metrics.label_changes
+    worst = sorted(changes.items(), key=lambda kv: -(kv[1].lost + kv[1].gained))[:4]
+    text = "; ".join(f"{k}: -{v.lost} +{v.gained}" for k, v in worst) or "no label changed"
     fig.suptitle(f"{outcome.request.label}: {text} voxels (input grid)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def _organ_rows(job) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
+def _organ_rows(job: JobResult) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
     """Organ names present in the reference, with Dice and HD95 per condition."""
-    first = next(iter(job.outcomes)).metrics["vs_reference"]["per_class"]
-    organs = [name for name, m in first.items() if m["ref_voxels"] > 0]
+    first = job.outcomes[0].metrics.vs_reference.per_class
+    organs = [name for name, m in first.items() if m.ref_voxels > 0]
     dice, hd = {}, {}
     if job.clean_metrics is not None:
-        dice["clean"] = [job.clean_metrics["per_class"][o]["dice"] for o in organs]
-        hd["clean"] = [job.clean_metrics["per_class"][o]["hd95_mm"] for o in organs]
+        dice["clean"] = [job.clean_metrics.per_class[o].dice for o in organs]
+        hd["clean"] = [job.clean_metrics.per_class[o].hd95_mm for o in organs]
     for outcome in job.outcomes:
-        per = outcome.metrics["vs_reference"]["per_class"]
-        dice[outcome.request.label] = [per[o]["dice"] for o in organs]
-        hd[outcome.request.label] = [per[o]["hd95_mm"] for o in organs]
+        per = outcome.metrics.vs_reference.per_class
+        dice[outcome.request.label] = [per[o].dice for o in organs]
+        hd[outcome.request.label] = [per[o].hd95_mm for o in organs]
     return organs, dice, hd
 
 
-def _dice_figure(job, path: Path) -> None:
+def _dice_figure(job: JobResult, path: Path) -> None:
     organs, dice, hd = _organ_rows(job)
     fig, axes = plt.subplots(2, 1, figsize=(max(8, len(organs) * 0.9), 8), sharex=True)
     width = 0.8 / max(len(dice), 1)
@@ -244,12 +242,12 @@ def _dice_figure(job, path: Path) -> None:
     plt.close(fig)
 
 
-def _spectrum_figure(job, path: Path) -> None:
+def _spectrum_figure(job: JobResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
-    bands = len(job.outcomes[0].metrics["perturbation"]["band_energy"])
+    bands = len(job.outcomes[0].metrics.perturbation.band_energy)
     width = 0.8 / len(job.outcomes)
     for i, outcome in enumerate(job.outcomes):
-        ax.bar(np.arange(bands) + i * width, outcome.metrics["perturbation"]["band_energy"], width, label=outcome.request.label)
+        ax.bar(np.arange(bands) + i * width, outcome.metrics.perturbation.band_energy, width, label=outcome.request.label)
     ax.set_xticks(np.arange(bands) + 0.4 - width / 2)
     ax.set_xticklabels([f"{b / bands:.2f}-{(b + 1) / bands:.2f}" for b in range(bands)])
     ax.set_xlabel("radial frequency band (fraction of the highest)")
@@ -260,7 +258,7 @@ def _spectrum_figure(job, path: Path) -> None:
     plt.close(fig)
 
 
-def _history_figure(job, path: Path) -> None:
+def _history_figure(job: JobResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for outcome in job.outcomes:
         hist = outcome.result.history
