@@ -18,7 +18,7 @@ import torch
 
 from .base import Attack, AttackResult, Progress
 from .spec import STEPS, AttackSpec, Param, Preset
-from .voxel import _EPS, _EPS_SWEEP, _EPS8, _check_positive
+from .voxel import EPS_PARAM, EPS_SWEEP, EPS8_PRESET, check_positive
 
 DEFAULT_MEMBERS = "pgd+segpgd+cospgd+apgd"
 
@@ -61,7 +61,7 @@ class WorstCase(Attack):
 
     def __init__(self, model: torch.nn.Module, attacks: str = DEFAULT_MEMBERS, eps: float = 4 / 255, steps: int = 20, **kwargs) -> None:
         super().__init__(model, **kwargs)
-        _check_positive(eps=eps, steps=steps)
+        check_positive(eps=eps, steps=steps)
         self.members = split_members(attacks)
         self.eps, self.member_steps = float(eps), int(steps)
         self.run_options = kwargs  # roi_size, overlap, sw_batch_size, loss, amp, seed: the same for every member
@@ -103,10 +103,10 @@ SPEC = AttackSpec(
     "runs several attacks under one budget and keeps, per volume, the one that lowers Dice most (AutoAttack's idea)",
     (
         Param("attacks", str, "the member attacks, joined by '+' (name or name:preset each)"),
-        _EPS,
+        EPS_PARAM,
         Param("steps", int, "attack steps (paper: 20)", STEPS, 1, 1000),
     ),
-    (_EPS8, Preset("frequency", "the frequency attacks too: PGD, SegPGD, CosPGD, APGD, VAFA and SA²",
+    (EPS8_PRESET, Preset("frequency", "the frequency attacks too: PGD, SegPGD, CosPGD, APGD, VAFA and SA²",
                    {"attacks": "pgd+segpgd+cospgd+apgd+vafa+sa2"})),
-    domain="ensemble", strength="eps", sweep=_EPS_SWEEP, trainable=False,
+    domain="ensemble", strength="eps", sweep=EPS_SWEEP, trainable=False,
 )

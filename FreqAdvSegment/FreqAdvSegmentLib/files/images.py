@@ -26,8 +26,6 @@ import SimpleITK as sitk
 from .nifti_check import check_nifti_data
 from .output_dir import atomic_output_dir, check_output_target  # noqa: F401 (public here too)
 
-_check_output_target = check_output_target  # the old private name, still imported elsewhere
-
 # Caps on what one volume may be, checked from its header before ITK allocates anything: a
 # 71-byte header can declare 16 GB. 2^30 voxels is a 1024^3 grid, 8x a large abdominal CT.
 MAX_VOXELS = 1 << 30

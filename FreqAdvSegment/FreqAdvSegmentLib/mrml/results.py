@@ -95,10 +95,6 @@ class ResultNodes:
         """Every segmentation node of these results (for building their 3D surfaces)."""
         return [n for n in self.node_roles().values() if n.IsA("vtkMRMLSegmentationNode")]
 
-    def created_nodes(self) -> list[Any]:
-        """Nodes made for these results (not the input or the ground truth)."""
-        return list(self.node_roles().values())
-
     def node_roles(self) -> dict[str, Any]:
         """Role -> node for every node made for these results: ``clean_segmentation``,
         ``metrics_table``, ``dice_chart`` and ``<attack>/adversarial``, ``/perturbation``,
