@@ -18,12 +18,14 @@ Only NumPy and SimpleITK: the Slicer GUI process and the web server import this 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..evaluation.results import LabelChange
+from ..files.images import read_image
 
 
 def label_change_maps(clean: sitk.Image, attacked: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
@@ -45,6 +47,20 @@ def label_changes(clean: sitk.Image, attacked: sitk.Image, label_names: Sequence
     lost = np.bincount(a[changed].ravel(), minlength=n)
     gained = np.bincount(b[changed].ravel(), minlength=n)
     return {label_names[i]: LabelChange(int(lost[i]), int(gained[i])) for i in range(n) if lost[i] or gained[i]}
+
+
+def written_change_maps(folder: str | Path, files: Mapping[str, str], attack: str) -> tuple[sitk.Image, sitk.Image]:
+    """The (lost, gained) maps the engine wrote for ``attack`` into an output folder.
+
+    ``files`` is report.json's ``files``. A folder written before these maps existed (it has
+    only ``clean_labels`` and ``<attack>/adversarial_labels``) gets them computed here, by
+    :func:`label_change_maps`, exactly as the engine would have written them."""
+    folder = Path(folder)
+    lost, gained = files.get(f"{attack}/labels_lost"), files.get(f"{attack}/labels_gained")
+    if lost and gained and (folder / lost).is_file() and (folder / gained).is_file():
+        return read_image(folder / lost), read_image(folder / gained)
+    return label_change_maps(read_image(folder / files["clean_labels"]),
+                             read_image(folder / files[f"{attack}/adversarial_labels"]))
 
 
 def changed_mask(lost: sitk.Image, gained: sitk.Image) -> sitk.Image:
