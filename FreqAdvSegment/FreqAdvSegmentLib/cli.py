@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .curve_cli import add_curve_parser, cmd_curve
 from .errors import describe_error
+from .job.progress import JsonProgress, json_requested
 from .training.cli import add_train_parser, cmd_train
 from .web.cli import add_serve_parser, cmd_serve
 
@@ -320,12 +321,16 @@ def _spec_argument(text: str):
 
 
 class BarProgress:
-    """One tqdm bar per stage (segment, vafa, pgd, ...)."""
+    """One tqdm bar per stage (segment, vafa, pgd, ...); JSON lines instead when the caller set
+    FREQADV_PROGRESS=json (see job/progress.py)."""
 
     def __init__(self) -> None:
         self.bars: dict[str, tqdm] = {}
+        self.json = JsonProgress() if json_requested() else None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.json is not None:
+            return self.json(stage, done, total)
         bar = self.bars.get(stage)
         if bar is None:
             bar = self.bars[stage] = tqdm(total=total, desc=f"{stage:>8s}", unit="step", leave=True, file=sys.stderr)
