@@ -17,7 +17,6 @@ viewer read reports through it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -293,8 +292,3 @@ class CurvePoint:
 
 CURVE_COLUMNS = tuple(f.name for f in fields(CurvePoint))
 """curve.csv's columns, in order."""
-
-
-def is_finite(value: float | None) -> bool:
-    """A number that a table can show (not None, NaN or inf)."""
-    return value is not None and math.isfinite(value)

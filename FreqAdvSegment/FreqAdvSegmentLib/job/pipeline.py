@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..attacks import Attack, AttackResult
+from ..attacks import AttackResult
 from ..attacks.measures import budget, body_mask, strength, summarize, visibility
 from ..evaluation.curve_files import write_curve_files
 from ..evaluation.metrics import flip_rate, segmentation_metrics
