@@ -10,12 +10,16 @@ From the Python console:
     results = logic.attack(volumeNode, attacks=["vafa:public-code,q_max=30", "pgd"])
     results.attacks["pgd"].changes_segmentation       # where it broke: "<organ> lost" segments
     results.adversarial_volume, results.perturbation_volume, results.metrics_table
+
+Needs Slicer 5.10 or later (MINIMUM_SLICER); an older Slicer loads this file (Python 3.9 syntax,
+annotations never evaluated) and says so in one line instead of importing FreqAdvSegmentLib.
 """
+
+from __future__ import annotations
 
 import logging
 import time
 import traceback
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
@@ -34,14 +38,26 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from FreqAdvSegmentLib.evaluation.results import ReportMetrics
-from FreqAdvSegmentLib.mrml.logic import EngineRun, EngineSettings
-from FreqAdvSegmentLib.mrml.results import ROLE_ATTRIBUTE, OutputNodes, ResultNodes
+MINIMUM_SLICER = (5, 10)  # vtkSegment terminology API, Python 3.10+ in FreqAdvSegmentLib
+
+
+def versionProblem(major: int, minor: int) -> str | None:
+    """One line saying which Slicer the module needs, or None when ``major.minor`` will do."""
+    if (major, minor) >= MINIMUM_SLICER:
+        return None
+    return (f"FreqAdvSegment needs 3D Slicer {MINIMUM_SLICER[0]}.{MINIMUM_SLICER[1]} or later (this is {major}.{minor}): "
+            "install a newer Slicer from download.slicer.org.")
+
+
+VERSION_PROBLEM = versionProblem(int(slicer.app.majorVersion), int(slicer.app.minorVersion))
+if VERSION_PROBLEM is None:  # FreqAdvSegmentLib needs the newer Python and MRML API
+    from FreqAdvSegmentLib.evaluation.results import ReportMetrics
+    from FreqAdvSegmentLib.mrml.logic import EngineRun, EngineSettings
+    from FreqAdvSegmentLib.mrml.results import ROLE_ATTRIBUTE, OutputNodes, ResultNodes
 
 MODULE_DIR = Path(__file__).resolve().parent
 REQUIREMENTS = MODULE_DIR / "Resources" / "requirements.txt"
-MINIMUM_TORCH = "2.8"
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 CONTRIBUTORS = "FreqAdvSegment maintainers (FreqAdvSegment project)"
 KEPT_RUNS = 5  # engine output folders (reports) kept under Slicer's temporary folder
 
@@ -59,6 +75,8 @@ class FreqAdvSegment(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = [CONTRIBUTORS]
         self.parent.helpText = _("""
+Needs 3D Slicer 5.10 or later; PyTorch comes from the PyTorch extension (PyTorch Utils), the other
+packages are installed on the first Apply.
 Tests how reliable a volumetric CT segmentation model is under adversarial attack: segments the
 input with a MONAI model, attacks the model in the frequency domain (VAFA, Hanif et al., MICCAI
 2023) or the voxel domain (FGSM, PGD, BIM, CW, Gaussian noise), and shows the clean and
@@ -69,6 +87,10 @@ VAFA and VAFT: Hanif, Naseer, Khan, Shah, Khan, "Frequency Domain Adversarial Tr
 Volumetric Medical Segmentation", MICCAI 2023. Sample CT from the TotalSegmentator sample data
 (Wasserthal et al., Radiology: AI 2023; Apache-2.0).
 """)
+        if VERSION_PROBLEM:
+            self.parent.helpText = VERSION_PROBLEM
+            logging.error(VERSION_PROBLEM)
+            return
         slicer.app.connect("startupCompleted()", _onStartupCompleted)
 
 
@@ -83,14 +105,12 @@ def _onStartupCompleted():
 
 def registerSampleData():
     """The shipped sample CT (patient A) in the Sample Data module."""
-    import hashlib
-
     import SampleData
 
-    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path
+    from FreqAdvSegmentLib.samples.sample_data import SAMPLE_CT_SHA256, sample_ct_path
 
     path = sample_ct_path()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()  # 2 MB: instant
+    digest = SAMPLE_CT_SHA256  # shipped with the file (a test keeps it right): no hashing at every start
     if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer 5.12+
         SampleData.SampleDataLogic.registerCustomSampleDataCategory("FreqAdvSegment", title=_("FreqAdvSegment"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
@@ -112,9 +132,9 @@ def _loadTerminology():
 
 
 def _registerLayout():
-    from FreqAdvSegmentLib.mrml.views import register_layout
+    from FreqAdvSegmentLib.mrml.views import register_desktop_layout
 
-    register_layout(slicer.app.layoutManager().layoutLogic().GetLayoutNode())
+    register_desktop_layout(slicer.app.layoutManager())  # None under --no-main-window: nothing to do
 
 
 #
@@ -153,7 +173,7 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._run = None  # the EngineRun or install job in progress, if any
+        self._panel = None  # PanelController: which job runs and what the buttons do (see setup)
         self._results = None  # the last ResultNodes
         self._pendingSurfaces = []  # segmentations whose 3D surfaces are still to build
         self._choices = {}  # attack name -> AttackChoices the panel holds
@@ -165,6 +185,14 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        if VERSION_PROBLEM:  # an older Slicer: say so, build nothing that needs FreqAdvSegmentLib
+            label = qt.QLabel(VERSION_PROBLEM)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            return
+        from FreqAdvSegmentLib.mrml.panel_controller import PanelController
+
+        self._panel = PanelController(tr=_)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/FreqAdvSegment.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -174,6 +202,9 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartSaveEvent, self.onSceneStartSave)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndSaveEvent, self.onSceneEndSave)
+        FreqAdvSegmentLogic.runListeners.append(self._updateButtons)  # console runs start and end
         self._timer.connect("timeout()", self._onTimer)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
@@ -196,22 +227,58 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self._cancelRun()
+        if self._panel is None:
+            return
+        if FreqAdvSegmentLogic.runListeners.count(self._updateButtons):
+            FreqAdvSegmentLogic.runListeners.remove(self._updateButtons)
+        if self._panel.shutdown() == "wait":  # never kill pip: Slicer's Python would be half-installed
+            while self._panel.tick().value == "progress":
+                time.sleep(0.2)
+        self._releaseJob()
         self.removeObservers()
 
+    def onReload(self) -> None:
+        """Reload FreqAdvSegmentLib too (Slicer reloads only this file), so "Reload and Test"
+        tests the code on disk."""
+        import sys
+
+        for name in [n for n in sys.modules if n == "FreqAdvSegmentLib" or n.startswith("FreqAdvSegmentLib.")]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def enter(self) -> None:
-        self.initializeParameterNode()
+        if self._panel is not None:  # None: an older Slicer, nothing was built
+            self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
+        if self._panel is not None and self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self._cancelRun()  # its results would land in a scene that is going away
+        what = self._panel.scene_closing()  # a run is cancelled; an install goes on; loading results are dropped
+        if what == "cancelled":
+            self._releaseJob()
+            self.ui.statusLabel.text = _("Cancelled: the scene was closed.")
+        elif what == "kept":
+            self.ui.statusLabel.text = _("The scene was closed; the package installation goes on.")
         self._showResults(None)
         self.setParameterNode(None)
+
+    def onSceneStartSave(self, caller, event) -> None:
+        """Saved scenes get a built-in layout (any Slicer shows it); EndSave brings ours back."""
+        from FreqAdvSegmentLib.mrml.views import LAYOUT_ID, store_layout_for_saving
+
+        layoutManager = slicer.app.layoutManager()
+        self._layoutStoredForSaving = layoutManager is not None and layoutManager.layout == LAYOUT_ID
+        if self._layoutStoredForSaving:
+            store_layout_for_saving(layoutManager.layoutLogic().GetLayoutNode())
+
+    def onSceneEndSave(self, caller, event) -> None:
+        if getattr(self, "_layoutStoredForSaving", False):
+            self._layoutStoredForSaving = False
+            self.onSceneEndImport(caller, event)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -221,8 +288,9 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """A scene saved by FreqAdvSegment opens in a built-in layout; bring back its own."""
         from FreqAdvSegmentLib.mrml.views import restore_saved_layout
 
-        layoutNode = slicer.app.layoutManager().layoutLogic().GetLayoutNode()
-        restore_saved_layout(layoutNode)
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is not None:
+            restore_saved_layout(layoutManager.layoutLogic().GetLayoutNode())
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -293,15 +361,19 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.model = path
 
     def _detectGpu(self) -> None:
-        """nvidia-smi in a worker thread; the label is updated when it answers (never blocks)."""
+        """Ask torch, in a PythonSlicer child from a worker thread (this process never imports
+        torch), which GPU it can use; the label is updated when it answers (never blocks)."""
         import threading
 
-        from FreqAdvSegmentLib.mrml.model_choices import detect_gpu_text
+        from FreqAdvSegmentLib.mrml.dependencies import device_text, nvidia_gpu, probe_torch
+        from FreqAdvSegmentLib.mrml.engine_process import python_executable
 
         self._gpuText = None
+        python, environment = python_executable(), slicer.util.startupEnvironment()
 
         def work():
-            self._gpuText = detect_gpu_text()
+            report = probe_torch(python, environment)
+            self._gpuText = device_text(report, None if report is None or report.get("cuda") else nvidia_gpu())
 
         threading.Thread(target=work, name="freqadv-gpu", daemon=True).start()
         qt.QTimer.singleShot(500, self._showGpu)
@@ -315,23 +387,22 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- attacks -------------------------------------------------------------------------------
 
     def _fillAttackList(self) -> None:
-        """One checkable item per registered attack (the registry needs PyTorch: without it the
-        list says so, and requests can still be typed)."""
-        from FreqAdvSegmentLib.mrml.attack_choices import attack_methods
+        """One checkable item per attack of the catalog (read without PyTorch: Slicer's own
+        process never imports it; a damaged catalog file says so, and requests can still be typed)."""
+        from FreqAdvSegmentLib.mrml.attack_choices import attack_description, attack_methods
 
         self.ui.attackListWidget.clear()
         try:
             names = attack_methods()
-        except ImportError:
-            item = qt.QListWidgetItem(_("(install PyTorch with Apply to list the attacks)"))
+        except ValueError as error:
+            item = qt.QListWidgetItem(str(error))
             item.setFlags(qt.Qt.NoItemFlags)
             self.ui.attackListWidget.addItem(item)
             return
-        from FreqAdvSegmentLib.attacks import registry
 
         self._updatingAttacks = True
         for name in names:
-            spec = registry.get(name)
+            spec = attack_description(name)
             item = qt.QListWidgetItem(f"{spec.title} ({name})")
             item.setData(qt.Qt.UserRole, name)
             item.setToolTip(spec.summary)
@@ -405,11 +476,11 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.attackPresetComboBox.clear()
         if name is None:
             return
-        from FreqAdvSegmentLib.attacks import registry
+        from FreqAdvSegmentLib.mrml.attack_choices import attack_description
 
         choice = self._choice(name)
         self.ui.attackPresetComboBox.addItem(_("defaults (the paper)"), "")
-        for preset in registry.get(name).presets:
+        for preset in attack_description(name).presets:
             self.ui.attackPresetComboBox.addItem(preset.name, preset.name)
             self.ui.attackPresetComboBox.setItemData(self.ui.attackPresetComboBox.count - 1, preset.description, qt.Qt.ToolTipRole)
         self.ui.attackPresetComboBox.setCurrentIndex(max(0, self.ui.attackPresetComboBox.findData(choice.preset or "")))
@@ -464,26 +535,24 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- buttons -------------------------------------------------------------------------------
 
     def _updateButtons(self, caller=None, event=None) -> None:
-        running = self._run is not None or self.logic.busy
-        hasInput = bool(self._parameterNode and self._parameterNode.inputVolume)
-        hasAttack = bool(self._parameterNode and self._parameterNode.attackRequests.strip())
+        """The buttons as the panel controller says for its state and these inputs."""
+        from FreqAdvSegmentLib.mrml.panel_controller import Inputs
+
+        if self._panel is None:
+            return
         missingModel = self._missingModel()
-        self.ui.applyButton.text = _("Cancel") if self._run is not None else _("Apply")
-        self.ui.applyButton.enabled = self._run is not None or (hasInput and hasAttack and not missingModel and not self.logic.busy)
-        if self._run is not None:
-            tip = _("Stop the engine; the scene is left as it was.")
-        elif self.logic.busy:
-            tip = _("An engine run started from the Python console is in progress.")
-        elif not hasInput:
-            tip = _("Choose an input CT first.")
-        elif not hasAttack:
-            tip = _("Tick at least one attack.")
-        elif missingModel:
-            tip = _("The model {name} is not installed: {how}").format(name=missingModel.name, how=missingModel.how_to_get)
-        else:
-            tip = _("Segment, attack, and show the clean and adversarial results side by side.")
-        self.ui.applyButton.toolTip = tip
-        self.ui.segmentButton.enabled = hasInput and not running and not missingModel
+        inputs = Inputs(has_input=bool(self._parameterNode and self._parameterNode.inputVolume),
+                        has_attack=bool(self._parameterNode and self._parameterNode.attackRequests.strip()),
+                        missing_model=missingModel.how_to_get if missingModel else None,
+                        console_busy=self.logic.busy and FreqAdvSegmentLogic._activeRun is not self._panel.job)
+        buttons = self._panel.buttons(inputs)
+        self.ui.applyButton.text = buttons.apply_text
+        self.ui.applyButton.enabled = buttons.apply_enabled
+        self.ui.applyButton.toolTip = buttons.apply_tip
+        self.ui.segmentButton.enabled = buttons.segment_enabled
+        self.ui.loadSampleButton.enabled = buttons.inputs_enabled
+        self.ui.newOutputsButton.enabled = buttons.inputs_enabled
+        self.ui.progressBar.visible = buttons.show_progress
 
     def _missingModel(self):
         """The chosen registry model if it is not installed (checked before any engine starts)."""
@@ -507,10 +576,13 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- running -------------------------------------------------------------------------------
 
     def onApplyButton(self) -> None:
-        if self._run is not None:
-            self._cancelRun()
+        what = self._panel.apply_pressed()  # "cancelled" while running, "ignored" while installing or loading
+        if what == "cancelled":
+            self._releaseJob()
+            self.ui.statusLabel.text = _("Cancelling...")
+            self._updateButtons()
             return
-        if self._startInstallIfNeeded():
+        if what != "start" or self._installIfNeeded():
             return
         p = self._parameterNode
         from FreqAdvSegmentLib.mrml.attack_choices import split_requests
@@ -520,52 +592,63 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             run = self.logic.newAttackRun(p.inputVolume, groundTruth=p.groundTruth, settings=self._settings(keepReport=True),
                                           attacks=split_requests(p.attackRequests), reuse=remembered_outputs(p.parameterNode))
             run.closed_surfaces = False  # built one segmentation per timer tick, see _onTimer
-            self._startRun(run)
+            self._startJob(run)
 
     def onSegmentButton(self) -> None:
-        if self._startInstallIfNeeded():
+        if self._panel.busy or self._installIfNeeded():
             return
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation."), waitCursor=True):
-            self._startRun(self.logic.newSegmentRun(p.inputVolume, self._settings()))
+            self._startJob(self.logic.newSegmentRun(p.inputVolume, self._settings()))
 
-    def _startInstallIfNeeded(self) -> bool:
-        """Missing or too old packages: ask, then install them in a background process whose
-        output goes to the log panel (the GUI stays responsive); True if an install started."""
-        missing = self.logic.missingDependencies()
-        if not missing:
+    def _installIfNeeded(self) -> bool:
+        """Missing or too old packages: ask once, then torch through PyTorch Utils and the rest
+        through Slicer's pip (see FreqAdvSegmentLib/mrml/dependencies.py); True if the run must
+        wait (installed: Slicer restarts; declined or failed: the status line says why)."""
+        plan = self.logic.installPlan()
+        if not plan.needed:
             return False
-        question = _("FreqAdvSegment needs these Python packages:\n\n{packages}\n\nInstall them now? This runs in the "
-                     "background (see Engine log); Slicer must be restarted afterwards.").format(packages="\n".join(missing))
-        if not slicer.util.confirmOkCancelDisplay(question):
-            self.ui.statusLabel.text = _("FreqAdvSegment cannot run without: {packages}").format(packages=", ".join(missing))
+        if plan.problem:
+            self.ui.statusLabel.text = plan.problem
+            slicer.util.errorDisplay(plan.problem)
             return True
-        self._startRun(self.logic.newInstallJob(missing))
+        question = _("FreqAdvSegment needs these Python packages:\n\n{packages}\n\nInstall them now? Slicer must be "
+                     "restarted afterwards.").format(packages="\n".join(plan.describe()))
+        if not slicer.util.confirmOkCancelDisplay(question):
+            self.ui.statusLabel.text = _("FreqAdvSegment cannot run without: {packages}").format(packages=", ".join(plan.describe()))
+            return True
+        with slicer.util.tryWithErrorDisplay(_("Could not install the packages."), waitCursor=True):
+            self._startJob(InstallJob(plan), kind="install")
         return True
 
     def _settings(self, keepReport: bool = False) -> EngineSettings:
         p = self._parameterNode
         return self.logic.engineSettings(p.model, p.device, p.swBatchSize, p.seed, keepReport)
 
-    def _startRun(self, run) -> None:
-        self.logic.claim(run)  # refuses if a console call is running an engine already
+    def _startJob(self, job, kind: str = "run") -> None:
+        self.logic.claim(job)  # refuses if a console call is running an engine already
         try:
-            run.start()
+            self._panel.start(job, kind)
         except BaseException:
-            self.logic.release(run)
+            self.logic.release(job)
             raise
-        self._run = run
         self._logShown = 0
         self.ui.logTextEdit.clear()
-        self.ui.progressBar.visible = True
-        self.ui.progressBar.setRange(0, 0 if run.fraction is None else 100)
+        self.ui.progressBar.setRange(0, 0 if job.fraction is None else 100)
         self.ui.progressBar.value = 0
-        self.ui.statusLabel.text = run.status()
+        self.ui.statusLabel.text = job.status()
         self._timer.start()
         self._updateButtons()
 
+    def _releaseJob(self) -> None:
+        """The module is free again for console runs (the job ended or was cancelled)."""
+        for job in (self._panel.job, self._panel.last_job):
+            if job is not None:
+                self.logic.release(job)
+
     def _appendLog(self, run) -> None:
-        lines = list(run.job.lines) if run is not None and run.job is not None else []
+        job = getattr(run, "job", None)
+        lines = list(job.lines) if job is not None else []
         for line in lines[self._logShown:]:
             self.ui.logTextEdit.appendPlainText(line)
         self._logShown = len(lines)
@@ -575,23 +658,40 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             node = self._pendingSurfaces.pop(0)
             if node.GetScene() is not None:
                 node.CreateClosedSurfaceRepresentation()
-            if not self._pendingSurfaces and self._run is None:
+            if not self._pendingSurfaces and not self._panel.busy:
                 self._timer.stop()
                 self.ui.statusLabel.text = _("Done.")
             return
-        run = self._run
-        if run is None:
-            self._timer.stop()
+        run = self._panel.job
+        event = self._panel.tick().value
+        if event == "none":  # idle, or a tick that came while results load (showResults processes events)
+            if not self._panel.busy:
+                self._timer.stop()
             return
         self._appendLog(run)
-        if run.poll():
+        if event == "progress":
             if run.fraction is not None:
                 self.ui.progressBar.value = int(100 * run.fraction)
             self.ui.statusLabel.text = run.status()
             return
-        self._run = None
-        self.logic.release(run)
+        self._releaseJob()
+        if event == "load":
+            self._loadResults(run)
+        elif event == "installed":
+            self._finishInstall(self._panel.last_job)
+        elif event == "cancelled":
+            self.ui.statusLabel.text = _("Cancelled; the scene was left as it was.")
+        elif event == "discard":
+            self._panel.last_job.cancel()  # removes its temporary files; nothing is loaded
+        if not self._pendingSurfaces:
+            self._timer.stop()
+        self._updateButtons()
+
+    def _loadResults(self, run) -> None:
+        """The engine ended: load its results (the controller is in "loading": Apply is disabled
+        while showResults processes events)."""
         self.ui.statusLabel.text = _("Loading the results...")
+        self._updateButtons()
         try:
             with slicer.util.tryWithErrorDisplay(_("The FreqAdvSegment run failed."), waitCursor=True):
                 result = self.logic.finishRun(run)
@@ -606,25 +706,20 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._timer.start()
             else:
                 self.ui.statusLabel.text = _("Done.")
-            if getattr(run, "restartNeeded", False):
-                self.logic.offerRestart()
         except Exception:
             self.ui.statusLabel.text = _("Failed; the scene was left as it was (details in the error message and the Engine log).")
             self.ui.engineLogGroupBox.collapsed = False
         finally:
-            self.ui.progressBar.visible = False
-            self._updateButtons()
+            self._panel.loaded()
 
-    def _cancelRun(self) -> None:
-        if self._run is None:
-            return
-        self._timer.stop()
-        self._run.cancel()
-        self.logic.release(self._run)
-        self._run = None
-        self.ui.progressBar.visible = False
-        self.ui.statusLabel.text = _("Cancelled; the scene was left as it was.")
-        self._updateButtons()
+    def _finishInstall(self, job) -> None:
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Installing the packages failed."), waitCursor=True):
+                job.finish()
+                self.ui.statusLabel.text = _("Installed.")
+                self.logic.offerRestart()
+        except Exception:
+            self.ui.statusLabel.text = _("Installing the packages failed (details in the error message).")
 
     # --- results -------------------------------------------------------------------------------
 
@@ -677,6 +772,7 @@ class FreqAdvSegmentLogic(ScriptedLoadableModuleLogic):
     ends; a second one is refused with a message saying so."""
 
     _activeRun = None  # shared by every logic instance: the panel's and the console's
+    runListeners = []  # called when a run starts or ends (the panel refreshes its buttons)
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -695,10 +791,20 @@ class FreqAdvSegmentLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(_("FreqAdvSegment is already running an engine (from the module panel or the Python "
                                  "console); wait for it to finish or cancel it, then try again."))
         FreqAdvSegmentLogic._activeRun = run
+        self._notify()
 
     def release(self, run) -> None:
         if FreqAdvSegmentLogic._activeRun is run:
             FreqAdvSegmentLogic._activeRun = None
+            self._notify()
+
+    @staticmethod
+    def _notify() -> None:
+        for listener in list(FreqAdvSegmentLogic.runListeners):
+            try:
+                listener()
+            except Exception:  # a listener of a closed panel must not break the run
+                logging.debug(traceback.format_exc())
 
     def _blocking(self, run):
         """Run ``run`` to the end from a console call, the GUI kept alive, holding the module."""
@@ -717,38 +823,29 @@ class FreqAdvSegmentLogic(ScriptedLoadableModuleLogic):
 
     # --- dependencies --------------------------------------------------------------------------
 
-    def missingDependencies(self) -> list[str]:
-        """Requirements to install before the engine can run: torch (missing or older than
-        MINIMUM_TORCH) and the engine's packages from Resources/requirements.txt."""
-        missing = missingRequirements(REQUIREMENTS)
-        try:
-            installed = version("torch").split("+")[0]
-        except PackageNotFoundError:
-            installed = None
-        if installed is None or not versionAtLeast(installed, MINIMUM_TORCH):
-            missing.insert(0, f"torch>={MINIMUM_TORCH}")
-        return missing
+    def installPlan(self):
+        """What to install before the engine can run (an InstallPlan: torch through PyTorch
+        Utils, the rest through Slicer's pip); ``plan.needed`` is False when nothing is missing."""
+        from FreqAdvSegmentLib.mrml.dependencies import plan_install
 
-    def newInstallJob(self, requirements: list[str]):
-        """A background pip install (PythonSlicer -m pip install ...), run like an engine job:
-        output in the log panel, Cancel works, the GUI stays responsive."""
-        return InstallJob(requirements)
+        return plan_install(REQUIREMENTS, has_pytorch_utils=hasattr(slicer.modules, "pytorchutils"))
 
     def offerRestart(self) -> None:
         if slicer.util.confirmOkCancelDisplay(_("The packages were installed. Slicer must restart to use them. Restart now?")):
             slicer.util.restart()
 
     def ensureDependencies(self, askConfirmation: bool = True) -> None:
-        """For console use: install what is missing (blocking, the GUI kept alive), or raise
-        RuntimeError if the user declines."""
-        missing = self.missingDependencies()
-        if not missing:
+        """For console use: install what is missing (PyTorch Utils asks before installing
+        torch; ``askConfirmation`` asks about the rest), or raise RuntimeError."""
+        from FreqAdvSegmentLib.mrml.dependencies import install
+
+        plan = self.installPlan()
+        if not plan.needed:
             return
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                _("FreqAdvSegment needs: {packages}. Install them now?").format(packages=", ".join(missing))):
-            raise RuntimeError(_("FreqAdvSegment cannot run without: {packages}").format(packages=", ".join(missing)))
-        job = self.newInstallJob(missing)
-        self._blocking(job)
+                _("FreqAdvSegment needs: {packages}. Install them now?").format(packages=", ".join(plan.describe()))):
+            raise RuntimeError(_("FreqAdvSegment cannot run without: {packages}").format(packages=", ".join(plan.describe())))
+        install(plan, slicer)
         self.offerRestart()
 
     # --- running -------------------------------------------------------------------------------
@@ -849,78 +946,39 @@ class FreqAdvSegmentLogic(ScriptedLoadableModuleLogic):
 
 
 class InstallJob:
-    """``PythonSlicer -m pip install REQUIREMENTS`` in the background, shaped like an EngineRun
-    (start, poll, status, fraction, finish, cancel, job.lines), so the panel runs it the same way."""
+    """An InstallPlan carried out by Slicer's own installers (PyTorch Utils for torch, then
+    pip_ensure or pip_install), shaped like an EngineRun for the panel controller. Those installers
+    block (with their own progress dialogs), so start() does the work and poll() is then False."""
 
     fraction = None
-    restartNeeded = True
+    job = None  # no child process of ours: the installers log to Slicer's Python console
 
-    def __init__(self, requirements: list[str]) -> None:
-        from FreqAdvSegmentLib.mrml.engine_process import EngineJob, python_executable
-
-        self.requirements = list(requirements)
-        command = [python_executable(), "-m", "pip", "install", "--progress-bar", "off", *self.requirements]
-        self.job = EngineJob(command, slicer.util.startupEnvironment())
+    def __init__(self, plan) -> None:
+        self.plan = plan
+        self.steps = []
+        self._error = None
 
     def start(self) -> None:
-        self.job.start()
+        from FreqAdvSegmentLib.mrml.dependencies import install
+
+        try:
+            self.steps = install(self.plan, slicer)
+        except Exception as error:  # reported by finish(), as an engine's failure is
+            self._error = error
 
     def poll(self) -> bool:
-        return self.job.poll() is None
+        return False
 
     def status(self) -> str:
-        last = self.job.lines[-1] if self.job.lines else ""
-        return _("Installing {packages}... {last}").format(packages=", ".join(self.requirements), last=last[:80])
-
-    def run(self, keep_alive=None):
-        self.start()
-        self.job.wait(keep_alive=keep_alive)
-        return self.finish()
+        return _("Installing {packages}...").format(packages=", ".join(self.plan.describe()))
 
     def finish(self):
-        self.job.check()  # EngineError with pip's last lines if it failed
+        if self._error is not None:
+            raise self._error
         return None
 
     def cancel(self) -> None:
-        self.job.cancel()
-
-
-def missingRequirements(path: Path) -> list[str]:
-    """Requirements in ``path`` that are not installed at an acceptable version (before Slicer
-    5.12's slicer.packaging, which does this itself)."""
-    import re
-    from importlib.metadata import PackageNotFoundError, version
-
-    missing = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", "-")):
-            continue
-        name = re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0]
-        try:
-            installed = version(name)
-        except PackageNotFoundError:
-            missing.append(line)
-            continue
-        minimum = re.search(r">=\s*([\w.]+)", line)
-        if minimum and not versionAtLeast(installed, minimum.group(1)):
-            missing.append(line)
-    return missing
-
-
-def versionAtLeast(installed: str, minimum: str) -> bool:
-    """installed >= minimum, by packaging's rules when available, else by numeric parts."""
-    try:
-        from packaging.version import Version
-
-        return Version(installed) >= Version(minimum)
-    except ImportError:
-        import re
-
-        def parts(text):
-            return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
-
-        return parts(installed) >= parts(minimum)
+        """Never interrupts an install (a killed pip leaves Slicer's Python half-installed)."""
 
 
 #
@@ -930,31 +988,49 @@ def versionAtLeast(installed: str, minimum: str) -> bool:
 
 class FreqAdvSegmentTest(ScriptedLoadableModuleTest):
     """The whole flow, offline: a tiny model made here, a small synthetic CT, two one-step
-    attacks; no pip, no PyTorch install (skipped with a message when PyTorch is missing)."""
+    attacks, then a segmentation driven through the panel's controller; no pip, no PyTorch
+    install (skipped, with the missing packages named, where the engine's packages are missing).
+    "Reload and Test" reloads FreqAdvSegmentLib too (FreqAdvSegmentWidget.onReload)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
+        if VERSION_PROBLEM:
+            self.delayDisplay(VERSION_PROBLEM)
+            return
         self.test_OfflineAttackFlow()
 
     def test_OfflineAttackFlow(self):
-        import importlib.util
+        import shutil
         import tempfile
 
-        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("monai") is None:
-            self.delayDisplay("PyTorch/MONAI are not installed: FreqAdvSegment's engine test is skipped (nothing was installed).")
+        plan = FreqAdvSegmentLogic().installPlan()
+        if plan.needed:
+            self.delayDisplay("FreqAdvSegment's engine test is skipped: missing {packages} (nothing was installed).".format(
+                packages=", ".join(plan.describe())))
             return
+        folder = Path(tempfile.mkdtemp(prefix="FreqAdvSegmentTest-"))
+        try:
+            self._attackFlow(folder)
+        finally:
+            FreqAdvSegmentLogic._activeRun = None
+            shutil.rmtree(folder, ignore_errors=True)
+        self.assertFalse(folder.exists(), "the test leaves no temporary folder")
+        self.delayDisplay("Test passed")
+
+    def _attackFlow(self, folder: Path):
         import numpy as np
         import SimpleITK as sitk
 
+        from FreqAdvSegmentLib.mrml.panel_controller import Event, Inputs, PanelController, State
         from FreqAdvSegmentLib.mrml.segmentations import segmentation_from_labels
+        from FreqAdvSegmentLib.mrml.views import LAYOUT_ID, SLICE_VIEWS, slice_node_id
         from FreqAdvSegmentLib.mrml.volumes import volume_node_from_image
         from FreqAdvSegmentLib.samples.phantoms import make_phantom
 
         self.delayDisplay("Making a tiny model and a synthetic CT")
-        folder = Path(tempfile.mkdtemp(prefix="FreqAdvSegmentTest-"))
         modelPath = tinyModel(folder / "tiny.safetensors")
         hu, labels = make_phantom((48, 48, 32), seed=1)
         image = sitk.GetImageFromArray(np.ascontiguousarray(hu.transpose(2, 1, 0)))
@@ -979,14 +1055,34 @@ class FreqAdvSegmentTest(ScriptedLoadableModuleTest):
             self.assertLess(np.abs(adversarial - (before + perturbation)).max(), 0.1)
             self.assertIsNotNone(nodes.changes_segmentation)
         self.assertGreater(results.metrics_table.GetNumberOfRows(), 1)
-        from FreqAdvSegmentLib.mrml.views import LAYOUT_ID
-
-        self.assertEqual(slicer.app.layoutManager().layout, LAYOUT_ID)
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is not None:  # none under --no-main-window
+            self.assertEqual(layoutManager.layout, LAYOUT_ID)
+            orientations = {n: slicer.mrmlScene.GetNodeByID(slice_node_id(n)).GetOrientation() for n in SLICE_VIEWS}
+            self.assertEqual(set(orientations.values()), {"Axial"}, f"every CT view axial: {orientations}")
         with self.assertRaises(RuntimeError):  # one engine at a time
             logic.claim(object())
             logic.claim(object())
         FreqAdvSegmentLogic._activeRun = None
-        self.delayDisplay("Test passed")
+
+        self.delayDisplay("Segmenting through the panel's controller")
+        panel = PanelController()
+        settings = logic.engineSettings(str(modelPath), "cpu")
+        run = logic.newSegmentRun(volume, settings)
+        panel.start(run)
+        ready = Inputs(has_input=True, has_attack=True)
+        self.assertEqual(panel.buttons(ready).apply_text, "Cancel")
+        deadline = time.monotonic() + 300
+        while (event := panel.tick()) is Event.PROGRESS and time.monotonic() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.1)
+        self.assertIs(event, Event.LOAD)
+        self.assertFalse(panel.buttons(ready).apply_enabled, "no second run while results load")
+        self.assertEqual(panel.apply_pressed(), "ignored")
+        segmentation = logic.finishRun(run)
+        panel.loaded()
+        self.assertIs(panel.state, State.IDLE)
+        self.assertIsNotNone(segmentation.GetScene(), "the segmentation was loaded into the scene")
 
 
 def tinyModel(path: Path) -> Path:

@@ -96,7 +96,7 @@ DEMO_CURVE = {"vafa": (5.0, 20.0), "pgd": (4 / 255, 16 / 255)}
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and device")
     g.add_argument("--model", default="demo-unet", help="registry name (see `freqadv models`), checkpoint file or MONAI bundle folder (default: demo-unet)")
-    g.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--device", default="auto", help="auto (CUDA GPU when available), cpu, cuda, cuda:N or mps (Apple GPU) (default: auto)")
     g.add_argument("--roi", type=_triple, default=None, help="sliding-window size, e.g. 96 or 96,96,96 (default: the model's own)")
     g.add_argument("--overlap", type=_overlap, default=None, help="sliding-window overlap in [0, 1) (default: the model's own, else 0.25)")
     g.add_argument("--sw-batch-size", type=_positive_int, default=None, help="windows per forward pass; lower it if memory runs out (default: the model's own, else 2)")
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"attack steps (default {DEMO_STEPS}, to stay quick; the paper uses 20)")
     p.add_argument("--no-curve", action="store_true", help="skip the robustness curve (faster)")
     p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--device", default="auto", help="auto (CUDA GPU when available), cpu, cuda, cuda:N or mps (Apple GPU) (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="seed for the attacks' randomness (default 0)")
     p.add_argument("--scene", action="store_true", help="also write OUT/scene.mrb that opens in 3D Slicer with every result (needs slicer-core)")
 

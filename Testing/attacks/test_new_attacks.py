@@ -18,7 +18,7 @@ from FreqAdvSegmentLib.attacks.losses import paper_dice_ce
 from FreqAdvSegmentLib.attacks.sa2 import band_mask
 from FreqAdvSegmentLib.attacks.segpgd import segpgd_lambda, segpgd_loss
 from FreqAdvSegmentLib.job.inference import segment
-from FreqAdvSegmentLib.job.padding import ShapeError, padded_forward
+from FreqAdvSegmentLib.attacks.padding import ShapeError, padded_forward
 
 
 def _logits_and_labels(seed: int = 0, k: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

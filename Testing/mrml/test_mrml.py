@@ -579,7 +579,7 @@ def test_saved_scene_opens_right_without_the_extension(engine_run, capfd):
 def test_outputs_are_remembered_and_refilled_never_the_inputs(engine_run, scene, sample):
     """Apply twice: the second run refills the first run's nodes (no second set); a remembered
     reference that points at an input makes a new node instead, and the input is untouched."""
-    from FreqAdvSegmentLib.mrml.outputs import remember_outputs, remembered_outputs
+    from FreqAdvSegmentLib.mrml.outputs import ROLE_PREFIX, remember_outputs, remembered_outputs
     from FreqAdvSegmentLib.mrml.results import ROLE_ATTRIBUTE
 
     ct = volume_node_from_image(scene, sample[0], "ct")
@@ -594,9 +594,9 @@ def test_outputs_are_remembered_and_refilled_never_the_inputs(engine_run, scene,
     assert scene.GetNumberOfNodes() == count, "the second run made no new nodes"
     assert second.node_roles() == first.node_roles()
     # A reference that names the input CT (or a node no run made) is never filled.
-    parameter_node.SetNodeReferenceID("FreqAdvSegment.output:fgsm/adversarial", ct.GetID())
+    parameter_node.SetNodeReferenceID(ROLE_PREFIX + "fgsm/adversarial", ct.GetID())
     stranger = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "user's own volume")
-    parameter_node.SetNodeReferenceID("FreqAdvSegment.output:gn/adversarial", stranger.GetID())
+    parameter_node.SetNodeReferenceID(ROLE_PREFIX + "gn/adversarial", stranger.GetID())
     third = load_results(scene, engine_run["folder"], ct, reuse=remembered_outputs(parameter_node))
     assert third.attacks["fgsm"].adversarial_volume not in (ct, first.attacks["fgsm"].adversarial_volume)
     assert third.attacks["gn"].adversarial_volume is not stranger and stranger.GetImageData() is None
@@ -870,3 +870,133 @@ def test_comparison_layout_creates_its_views_and_the_saved_one_is_built_in():
         assert scene.GetNodeByID(views.view_node_id(name)) is not None, name
     assert views._plot_view(scene) is not None
     layout_logic.SetMRMLScene(None)
+
+
+# --- the scene the desktop starts with (issue 23) ------------------------------------------------
+
+
+@pytest.fixture
+def desktop_scene(scene):
+    """The scene as the Slicer desktop has it before any module runs: its layout logic made the
+    standard views (Red axial, Green coronal, Yellow sagittal, 3D view 1), and the user once chose
+    the 3x3 layout (Red+ axial, Green+ coronal, Yellow+ sagittal), then went back."""
+    from FreqAdvSegmentLib.mrml.render import ensure_slice_presets
+
+    ensure_slice_presets(scene)
+    logic = slicer.vtkMRMLLayoutLogic()
+    logic.SetMRMLScene(scene)
+    layout = logic.GetLayoutNode()
+    layout.SetViewArrangement(2)  # SlicerLayoutConventionalView: the desktop's start
+    layout.SetViewArrangement(views.SAVED_LAYOUT_ID)  # 3x3
+    layout.SetViewArrangement(2)
+    orientations = {n: scene.GetNodeByID(views.slice_node_id(n)).GetOrientation() for n in views.SLICE_VIEWS}
+    assert orientations == {"Red": "Axial", "Green": "Coronal", "Yellow": "Sagittal",
+                            "Red+": "Axial", "Green+": "Coronal", "Yellow+": "Sagittal"}, "the desktop's views"
+    yield scene, logic
+    logic.SetMRMLScene(None)
+
+
+def test_comparison_views_on_the_desktops_startup_scene_are_all_axial_fitted_labelled(engine_run, desktop_scene, sample):
+    """Issue 23 item 1: Green and Yellow existed (coronal, sagittal) before the comparison
+    layout; every CT view must still show the axial plane, fitted to the CT, labelled."""
+    scene, logic = desktop_scene
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    results = load_results(scene, engine_run["folder"], ct)
+    views.register_layout(logic.GetLayoutNode(), select=True)  # what showResults does on the desktop
+    assert all(scene.GetNodeByID(views.slice_node_id(n)).GetOrientation() == "Axial" for n in views.SLICE_VIEWS), \
+        "the layout itself orients the views it shows (action=relayout)"
+    scene.GetNodeByID(views.slice_node_id("Green")).SetOrientation("Sagittal")  # a user turned it
+    widgets = _slice_widget_logics(scene)
+    views.show_results(scene, results)
+    extent = _extent_ras(ct)
+    labels = {}
+    for name in views.SLICE_VIEWS:
+        node = scene.GetNodeByID(views.slice_node_id(name))
+        assert node.GetOrientation() == "Axial", f"{name} shows {node.GetOrientation()}"
+        fov = node.GetFieldOfView()
+        assert extent[0] <= fov[0] < 1.5 * max(extent[:2]) and fov[1] >= extent[1], f"{name}: {fov} vs {extent}"
+        labels[name] = node.GetLayoutLabel()
+    assert labels == {"Red": "clean", "Red+": "truth", "Green": "fgsm", "Green+": "fgsm HU", "Yellow": "gn", "Yellow+": "gn HU"}
+    for ct_view, node in ((views.A_SLICE, results.attacks["fgsm"].adversarial_volume),
+                          (views.B_SLICE, results.attacks["gn"].adversarial_volume)):
+        composite = next(c for c in views._composites(scene) if c.GetLayoutName() == ct_view)
+        assert composite.GetBackgroundVolumeID() == node.GetID()
+
+
+def _slice_widget_logics(scene) -> list:
+    """What the desktop's slice widgets do for each slice node shown: a slice logic, which makes
+    the view's composite node (the layout logic makes only the slice nodes)."""
+    logics = []
+    for name in views.SLICE_VIEWS:
+        logic = slicer.vtkMRMLSliceLogic()
+        logic.SetMRMLScene(scene)
+        logic.SetSliceNode(scene.GetNodeByID(views.slice_node_id(name)))
+        assert logic.GetSliceCompositeNode() is not None
+        logics.append(logic)
+    return logics
+
+
+@pytest.mark.parametrize("orientation", ["Axial", "Coronal", "Sagittal"])
+def test_fit_slice_fits_the_box_in_the_views_own_plane(scene, orientation):
+    """fit_slice projects the box on the slice's axes: a coronal view shows R-L by S-I."""
+    from FreqAdvSegmentLib.mrml.render import ensure_slice_presets
+
+    ensure_slice_presets(scene)
+    slice_logic = slicer.vtkMRMLSliceLogic()
+    slice_logic.SetMRMLScene(scene)
+    node = slice_logic.AddSliceNode("Red")
+    node.SetOrientation(orientation)
+    node.SetDimensions(400, 400, 1)
+    lo, hi = np.array([-100.0, -50.0, -300.0]), np.array([100.0, 50.0, 100.0])  # 200 x 100 x 400 mm
+    views.fit_slice(node, lo, hi)
+    in_plane = {"Axial": (200, 100), "Coronal": (200, 400), "Sagittal": (100, 400)}[orientation]
+    fov = node.GetFieldOfView()
+    assert fov[0] >= in_plane[0] and fov[1] >= in_plane[1], (orientation, fov)
+    assert max(fov[:2]) <= 1.06 * max(in_plane), "not zoomed out further than the box needs"
+    centre = np.array([node.GetSliceToRAS().GetElement(r, 3) for r in range(3)])
+    np.testing.assert_allclose(centre, (lo + hi) / 2, atol=1e-6)
+    slice_logic.SetMRMLScene(None)
+
+
+def test_remembered_outputs_are_found_after_the_scene_is_saved_and_reopened(engine_run, scene, sample, tmp_path):
+    """Issue 23 item 2: save to .mrb, clear, read back; the next run refills the remembered
+    nodes instead of making new ones."""
+    from FreqAdvSegmentLib.mrml.outputs import remember_outputs, remembered_outputs
+
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    parameter_node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "FreqAdvSegment")
+    first = load_results(scene, engine_run["folder"], ct)
+    remember_outputs(parameter_node, first)
+    names = {role: node.GetName() for role, node in first.node_roles().items()}
+    path = save_scene(scene, tmp_path / "saved.mrb")
+    scene.Clear(1)
+    assert scene.GetFirstNodeByName("ct") is None
+    load_scene(path, scene)
+    parameter_node = scene.GetFirstNodeByName("FreqAdvSegment")
+    reuse = remembered_outputs(parameter_node)
+    assert {role: node.GetName() for role, node in reuse.items()} == names
+    count = scene.GetNumberOfNodes()
+    second = load_results(scene, engine_run["folder"], scene.GetFirstNodeByName("ct"), reuse=reuse)
+    assert scene.GetNumberOfNodes() == count, "refilled, no new nodes"
+    assert {role: node.GetID() for role, node in second.node_roles().items()} == {r: n.GetID() for r, n in reuse.items()}
+
+
+def test_scene_saved_with_the_old_colon_roles_is_migrated(engine_run, scene, sample, tmp_path):
+    """A scene saved before the fix reads its references back broken (role "FreqAdvSegment.output",
+    no node); the outputs are found again from the nodes' role attributes (the newest run's)."""
+    from FreqAdvSegmentLib.mrml.outputs import OLD_ROLE_PREFIX, remembered_outputs
+
+    ct = volume_node_from_image(scene, sample[0], "ct")
+    parameter_node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "FreqAdvSegment")
+    load_results(scene, engine_run["folder"], ct)  # an older run's nodes ("new outputs" was pressed)
+    latest = load_results(scene, engine_run["folder"], ct)
+    for role, node in latest.node_roles().items():  # what the module wrote before
+        parameter_node.SetNodeReferenceID(OLD_ROLE_PREFIX + role, node.GetID())
+    ids = {role: node.GetID() for role, node in latest.node_roles().items()}
+    path = save_scene(scene, tmp_path / "old.mrb")
+    reopened = load_scene(path)
+    old_node = reopened.GetFirstNodeByName("FreqAdvSegment")
+    roles: list[str] = []
+    old_node.GetNodeReferenceRoles(roles)
+    assert "FreqAdvSegment.output" in roles, "the old roles do read back broken"
+    assert {role: node.GetID() for role, node in remembered_outputs(old_node).items()} == ids

@@ -97,3 +97,13 @@ def test_heldout_paths_found_when_present(tmp_path: Path) -> None:
     ct_path, labels_path = heldout_patient_paths(tmp_path)
     assert ct_path == folder / "patientB_ct.nii.gz"
     assert labels_path == folder / "patientB_labels.nii.gz"
+
+
+def test_shipped_sample_checksum_is_the_files():
+    """Slicer's Sample Data registration uses the stored checksum instead of hashing the file at
+    every Slicer start; it must be the file's."""
+    import hashlib
+
+    from FreqAdvSegmentLib.samples.sample_data import SAMPLE_CT_SHA256, sample_ct_path
+
+    assert hashlib.sha256(sample_ct_path().read_bytes()).hexdigest() == SAMPLE_CT_SHA256

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..job.inference import AMP_DTYPES, autocast, segment
-from ..job.padding import padded_forward
 from .losses import SegLoss, paper_dice_ce
+from .network import AMP_DTYPES, autocast, predict_labels
+from .padding import padded_forward
 from .windows import batched, pad_amounts, window_grid
 
 Progress = Callable[[int, int], None]
@@ -126,7 +126,7 @@ class Attack:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The model's label map [B, 1, H, W, D] for images [B, C, H, W, D] (sliding window if set)."""
-        return segment(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)
+        return predict_labels(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)
 
     # --- for subclasses ---------------------------------------------------------------------
 

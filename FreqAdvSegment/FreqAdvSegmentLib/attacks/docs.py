@@ -1,7 +1,9 @@
-"""The README's table of attacks, generated from the registry (a test checks the README's copy).
+"""What is generated from the registry: the README's table of attacks and the attack catalog
+file the Slicer panel reads without PyTorch (tests check both copies against the registry).
 
     python -m FreqAdvSegmentLib.attacks.docs              # print the table
     python -m FreqAdvSegmentLib.attacks.docs README.md    # rewrite the table between its markers
+    python -m FreqAdvSegmentLib.attacks.docs --catalog    # rewrite resources/attack_catalog.json
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import registry
+from . import catalog, registry
 from .options import shown
 from .spec import AttackSpec
 
@@ -53,6 +55,18 @@ def readme_table(text: str) -> str:
     return text[start:end].strip()
 
 
+def catalog_text() -> str:
+    """The attack catalog file's text for the attacks registered now (see :mod:`.catalog`)."""
+    return catalog.dumps(registry.specs())
+
+
+def write_catalog(path: Path = catalog.CATALOG_JSON) -> None:
+    """Write :func:`catalog_text` to ``path``, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(catalog_text(), encoding="utf-8")
+    tmp.replace(path)  # a crash leaves the old catalog
+
+
 def write_readme(path: Path) -> None:
     """Replace the table between the markers of ``path`` with the generated one, atomically."""
     text = path.read_text(encoding="utf-8")
@@ -63,7 +77,10 @@ def write_readme(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if sys.argv[1:] == ["--catalog"]:
+        write_catalog()
+        print(f"wrote {catalog.CATALOG_JSON}")
+    elif len(sys.argv) > 1:
         write_readme(Path(sys.argv[1]))
     else:
         print(attack_table())

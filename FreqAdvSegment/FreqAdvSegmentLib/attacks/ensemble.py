@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from .base import Attack, AttackResult, Progress
+from .catalog import REGISTERED as registry  # the registry's own store: registry.py imports this file
 from .spec import STEPS, AttackSpec, Param, Preset
 from .voxel import EPS_PARAM, EPS_SWEEP, EPS8_PRESET, check_positive
 
@@ -25,8 +26,6 @@ DEFAULT_MEMBERS = "pgd+segpgd+cospgd+apgd"
 
 def split_members(text: str) -> list[str]:
     """``"pgd+vafa:public-code"`` -> ["pgd", "vafa:public-code"], each checked in the registry."""
-    from . import registry  # here, not at import: the registry imports this file
-
     members = [m.strip() for m in text.split("+") if m.strip()]
     if not members:
         raise ValueError("attacks needs at least one member, e.g. pgd+segpgd")
@@ -70,8 +69,6 @@ class WorstCase(Attack):
         self.steps = sum(int(getattr(a, "steps", 1)) or 1 for a in self.attacks)
 
     def _member(self, method: str) -> Attack:
-        from . import registry
-
         spec, _ = registry.split_method(method)
         budget = {k: v for k, v in (("eps", self.eps), ("steps", self.member_steps)) if k in spec.param_names}
         return registry.build(method, self.model, budget, **self.run_options)

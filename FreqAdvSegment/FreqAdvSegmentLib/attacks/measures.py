@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import registry
+from .spec import INTENSITY
 from .ssim import ssim3d, ssim3d_local
 
 
@@ -215,9 +217,6 @@ def strength(attack: Any, window: tuple[float, float] | None = None) -> dict[str
         ``{"param", "value", "shown", "unit", "hu", "text"}`` (``shown`` in the units people type,
         e.g. 4 for eps 4/255; ``hu`` None unless an intensity), or None for an unregistered attack.
     """
-    from . import registry
-    from .spec import INTENSITY
-
     spec = next((s for s in registry.specs() if type(attack) is s.cls), None)
     if spec is None or spec.strength is None:
         return None

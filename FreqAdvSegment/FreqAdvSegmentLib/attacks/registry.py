@@ -14,141 +14,59 @@ to say both, e.g. a menu entry. A whole attack request, with its own parameters,
 too: ``name[:preset][,key=value...]`` (``vafa:public-code,q_max=30,steps=10``); this is what
 ``--method`` takes on the command line, and what the Slicer module and the web viewer send to the
 engine (:func:`format_request` / :func:`parse_request`).
+
+The names and the grammar live in :class:`~.catalog.Catalog` (no PyTorch needed); this module is
+the process's live one, ``catalog.REGISTERED``, filled here with the built-in attacks. After a
+change to an attack's parameters or presets, regenerate the catalog file the Slicer panel reads:
+``python -m FreqAdvSegmentLib.attacks.docs --catalog`` (a test says so when it is stale).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from .spec import AttackSpec, Param
+from . import apgd, cospgd, ensemble, sa2, segpgd, vafa, voxel
+from .catalog import REGISTERED
+from .spec import AttackSpec
 
-_REGISTRY: dict[str, AttackSpec] = {}
+# The registry's questions, answered by the live catalog (see catalog.Catalog for each).
+names = REGISTERED.names
+specs = REGISTERED.specs
+get = REGISTERED.get
+split_method = REGISTERED.split_method
+methods = REGISTERED.methods
+resolve = REGISTERED.resolve
+build = REGISTERED.build
+parse_request = REGISTERED.parse_request
+format_request = REGISTERED.format_request
+shared_param = REGISTERED.shared_param
+all_params = REGISTERED.all_params
+takers = REGISTERED.takers
 
 
 def register(spec: AttackSpec, *, replace: bool = False) -> AttackSpec:
     """Add ``spec`` to the registry. Raises ValueError if its name is taken (unless ``replace``)
     or if one of its parameters shares a name, but not a type or unit, with another attack's:
     the command line has one flag per parameter name."""
-    name = spec.name.lower()
-    if name != spec.name or not name.replace("-", "").replace("_", "").isalnum() or ":" in name:
-        raise ValueError(f"attack names are lower-case letters, digits, '-' or '_'; got {spec.name!r}")
-    if name in _REGISTRY and not replace:
-        raise ValueError(f"an attack named {name!r} is registered already")
-    for param in spec.params:
-        other = shared_param(param.name, exclude=name)
-        if other is not None and (other.kind, other.unit, other.display_scale) != (param.kind, param.unit, param.display_scale):
-            raise ValueError(
-                f"parameter {param.name!r} of {name!r} ({param.kind.__name__}, {param.unit}) clashes with "
-                f"the one of the same name elsewhere ({other.kind.__name__}, {other.unit}); rename it"
-            )
-    _REGISTRY[name] = spec
-    return spec
+    return REGISTERED.add(spec, replace=replace)
 
 
 def unregister(name: str) -> None:
     """Remove an attack (for tests and plug-ins that replace one)."""
-    _REGISTRY.pop(name, None)
+    REGISTERED.remove(name)
 
 
-def names() -> tuple[str, ...]:
-    """The registered attack names, in registration order."""
-    return tuple(_REGISTRY)
-
-
-def specs() -> tuple[AttackSpec, ...]:
-    return tuple(_REGISTRY.values())
-
-
-def get(name: str) -> AttackSpec:
-    """The spec of attack ``name`` (case-insensitive); ValueError listing the choices."""
-    try:
-        return _REGISTRY[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(_REGISTRY)}") from None
-
-
-def split_method(method: str) -> tuple[AttackSpec, str | None]:
-    """``"vafa:public-code"`` -> (VAFA's spec, "public-code"); ``"pgd"`` -> (PGD's spec, None).
-    The preset is checked."""
-    name, _, preset = method.partition(":")
-    spec = get(name.strip())
-    preset = preset.strip() or None
-    if preset is not None:
-        spec.preset(preset)
-    return spec, preset
-
-
-def methods() -> tuple[str, ...]:
-    """Every ``name`` and ``name:preset`` a menu can offer."""
-    return tuple(m for s in specs() for m in (s.name, *(f"{s.name}:{p.name}" for p in s.presets)))
-
-
-def resolve(method: str, params: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """(attack name, full constructor keywords) for ``method`` with ``params`` on top."""
-    spec, preset = split_method(method)
-    return spec.name, spec.resolve(preset, **dict(params or {}))
-
-
-def build(method: str, model: Any, params: Mapping[str, Any] | None = None, **run_options: Any):
-    """The attack object for ``method`` (``name`` or ``name:preset``) and ``params``."""
-    spec, preset = split_method(method)
-    return spec.build(model, preset, params, **run_options)
-
-
-def parse_request(text: str) -> tuple[AttackSpec, str | None, dict[str, Any]]:
-    """``"vafa:public-code,q_max=30"`` -> (VAFA's spec, "public-code", {"q_max": 30.0}).
-
-    Values are parsed and checked by the attack's own parameters; ValueError names what is wrong."""
-    head, *pairs = [part.strip() for part in text.split(",")]
-    spec, preset = split_method(head)
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{text!r}: expected key=value after the method, got {pair!r} (e.g. pgd,eps=4/255)")
-        key = key.strip().replace("-", "_")
-        params[key] = spec.param(key).parse(value)
-    return spec, preset, params
-
-
-def format_request(name: str, preset: str | None = None, params: Mapping[str, Any] | None = None) -> str:
-    """The inverse of :func:`parse_request`: exact text for an attack request."""
-    spec = get(name)
-    head = spec.name if preset is None else f"{spec.name}:{spec.preset(preset).name}"
-    pairs = [f"{k}={spec.param(k).to_text(v)}" for k, v in (params or {}).items()]
-    return ",".join([head, *pairs])
-
-
-def shared_param(name: str, exclude: str | None = None) -> Param | None:
-    """The first registered attack parameter called ``name`` (all of them agree in kind/unit)."""
-    for spec in _REGISTRY.values():
-        if spec.name == exclude:
-            continue
-        for param in spec.params:
-            if param.name == name:
-                return param
-    return None
-
-
-def all_params() -> dict[str, Param]:
-    """Every parameter name any attack takes, once, in first-seen order."""
-    found: dict[str, Param] = {}
-    for spec in _REGISTRY.values():
-        for param in spec.params:
-            found.setdefault(param.name, param)
-    return found
-
-
-def takers(name: str) -> tuple[AttackSpec, ...]:
-    """The attacks that take parameter ``name``."""
-    return tuple(s for s in _REGISTRY.values() if name in s.param_names)
+def build_attack(method: str, model: Any, **params: Any):
+    """An attack by its method (``vafa``, ``pgd``, ``vafa:public-code``, ...; see ``names()``)
+    with its parameters; the run options roi_size, overlap, sw_batch_size, loss, amp, seed pass
+    through."""
+    run_keys = ("roi_size", "overlap", "sw_batch_size", "loss", "amp", "seed")
+    run_options = {k: params.pop(k) for k in run_keys if k in params}
+    return build(method, model, params, **run_options)
 
 
 def _register_builtins() -> None:
     # One line per attack: the only place an attack is listed.
-    from . import apgd, cospgd, ensemble, sa2, segpgd, vafa, voxel
-
     register(vafa.SPEC)
     register(voxel.PGD_SPEC)
     register(voxel.FGSM_SPEC)

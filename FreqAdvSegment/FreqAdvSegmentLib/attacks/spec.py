@@ -152,8 +152,60 @@ class Preset:
     values: Mapping[str, Any] = field(default_factory=dict)
 
 
+class _Described:
+    """Lookups and resolution shared by :class:`AttackSpec` (the attack itself) and
+    :class:`AttackInfo` (its description, read without the attack's code); each supplies
+    ``name``, ``params``, ``presets`` and :meth:`defaults`."""
+
+    name: str
+    params: tuple[Param, ...]
+    presets: tuple[Preset, ...]
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise ValueError(f"{self.name} takes no parameter {name!r}; it takes {', '.join(self.param_names) or 'none'}")
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def preset(self, name: str) -> Preset:
+        for p in self.presets:
+            if p.name == name:
+                return p
+        choices = ", ".join(p.name for p in self.presets) or "none"
+        raise ValueError(f"{self.name} has no preset {name!r}; its presets: {choices}")
+
+    def defaults(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # --- resolution -------------------------------------------------------------------------
+
+    def resolve(self, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """Every constructor keyword: the defaults, then ``preset``'s values, then ``overrides``.
+
+        Values are checked and coerced (text is parsed, so a web form or a Slicer console can pass
+        strings). A :class:`SameAs` in a preset is filled last, so ``resolve("public-code",
+        q_max=30)`` starts the tables at 30. Raises ValueError naming a wrong parameter."""
+        values: dict[str, Any] = self.defaults()
+        if preset is not None:
+            values.update(self.preset(preset).values)
+        for key, value in overrides.items():
+            values[key] = self.param(key).parse(value)
+        for key, value in values.items():
+            if isinstance(value, SameAs):
+                values[key] = values[value.name]
+        for key, value in values.items():
+            values[key] = self.param(key).check(value)
+        return values
+
+
 @dataclass(frozen=True)
-class AttackSpec:
+class AttackSpec(_Described):
     """Everything a surface needs to know about one attack.
 
     Attributes:
@@ -198,49 +250,17 @@ class AttackSpec:
         if self.training_preset is not None:
             self.preset(self.training_preset)
 
-    # --- lookups ----------------------------------------------------------------------------
-
-    def param(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise ValueError(f"{self.name} takes no parameter {name!r}; it takes {', '.join(self.param_names) or 'none'}")
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
-
-    def preset(self, name: str) -> Preset:
-        for p in self.presets:
-            if p.name == name:
-                return p
-        choices = ", ".join(p.name for p in self.presets) or "none"
-        raise ValueError(f"{self.name} has no preset {name!r}; its presets: {choices}")
-
     def defaults(self) -> dict[str, Any]:
         """Each parameter's default, read from the class's constructor signature."""
         signature = inspect.signature(self.cls.__init__).parameters
         return {p.name: signature[p.name].default for p in self.params}
 
-    # --- resolution -------------------------------------------------------------------------
-
-    def resolve(self, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
-        """Every constructor keyword: the defaults, then ``preset``'s values, then ``overrides``.
-
-        Values are checked and coerced (text is parsed, so a web form or a Slicer console can pass
-        strings). A :class:`SameAs` in a preset is filled last, so ``resolve("public-code",
-        q_max=30)`` starts the tables at 30. Raises ValueError naming a wrong parameter."""
-        values: dict[str, Any] = self.defaults()
-        if preset is not None:
-            values.update(self.preset(preset).values)
-        for key, value in overrides.items():
-            values[key] = self.param(key).parse(value)
-        for key, value in values.items():
-            if isinstance(value, SameAs):
-                values[key] = values[value.name]
-        for key, value in values.items():
-            values[key] = self.param(key).check(value)
-        return values
+    def info(self) -> AttackInfo:
+        """This attack's description without its class: what the catalog file holds."""
+        return AttackInfo(
+            self.name, self.title, self.summary, self.params, self.presets, self.defaults(),
+            self.domain, self.strength, self.sweep, self.trainable, self.training_preset,
+        )
 
     def build(self, model: Any, preset: str | None = None, params: Mapping[str, Any] | None = None, **run_options: Any):
         """The attack object: ``cls(model, **resolve(preset, **params), **run_options)``."""
@@ -251,3 +271,29 @@ class AttackSpec:
             self.param(key)
             if isinstance(value, SameAs):
                 self.param(value.name)
+
+
+@dataclass(frozen=True)
+class AttackInfo(_Described):
+    """An attack's description without its code: :class:`AttackSpec` less ``cls``, with the
+    defaults written out (``default_values``) instead of read from the constructor.
+
+    This is what the attack catalog (resources/attack_catalog.json) holds, so that the Slicer
+    panel lists attacks, fields and presets without importing PyTorch (see :mod:`.catalog`).
+    It resolves presets and checks values exactly as the attack's spec does."""
+
+    name: str
+    title: str
+    summary: str
+    params: tuple[Param, ...] = ()
+    presets: tuple[Preset, ...] = ()
+    default_values: Mapping[str, Any] = field(default_factory=dict)
+    domain: str = "voxel"
+    strength: str | None = None
+    sweep: tuple[float, ...] = ()
+    trainable: bool = True
+    training_preset: str | None = None
+
+    def defaults(self) -> dict[str, Any]:
+        """Each parameter's default (the attack class's constructor default)."""
+        return {p.name: self.default_values[p.name] for p in self.params}

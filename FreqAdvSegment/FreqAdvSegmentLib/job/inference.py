@@ -1,4 +1,7 @@
-"""Running a segmentation model: device choice, model loading, sliding-window inference."""
+"""Running a segmentation model: device choice, model loading, sliding-window inference.
+
+Mixed precision and padding to the network's multiple come from the attacks'
+:mod:`..attacks.network`, which the attacks need without the rest of the engine."""
 
 from __future__ import annotations
 
@@ -10,18 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
+from ..attacks.network import predict_logits as _blended_logits
 from ..models import LoadOptions, ModelSpec, load_model, resolve_model, with_input_normalization
 from ..models.families import family_of
 from ..models.registry import registry_spec
-from .padding import padded_forward
 
 # Load options for callers that only pass a model name (evaluate's case loop); the CLI sets them
 # with using_load_options so that --arch, --fold, ... reach every model it loads.
 _LOAD_OPTIONS: contextvars.ContextVar[LoadOptions | None] = contextvars.ContextVar("load_options", default=None)
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -50,15 +50,20 @@ def using_load_options(options: LoadOptions) -> Iterator[None]:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``
+    (Apple's GPU: asked for by name only, as not every operation has an MPS kernel)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} asked for, but this PyTorch has no Apple GPU (MPS); use --device cpu")
+        return dev
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"device {device!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count() > 0:
         raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -86,17 +91,6 @@ def load_segmentation_model(
     network, spec = load_model(path, spec=spec, device=str(dev), options=options)
     model = with_input_normalization(network, spec).to(dev).eval()
     return LoadedModel(model, spec, str(name_or_path), dev, family)
-
-
-def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
-    """Autocast for ``amp`` in (None, "bf16", "fp16"); fp16 only on CUDA."""
-    if amp is None:
-        return contextlib.nullcontext()
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device; use amp='bf16' or None on CPU")
-    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
 def nnunet_gaussian(roi_size: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -128,18 +122,10 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits [B, K, H, W, D] for images [B, C, H, W, D]; sliding windows of ``roi_size``
     blended by ``mode`` (MONAI's SlidingWindowInferer), or one pass when ``roi_size`` is None."""
-    device = next(model.parameters()).device
-    x = x.to(device)
-    with autocast(device, amp):
-        if roi_size is None:
-            logits = padded_forward(model, x)  # padded to the model's multiple, cropped back
-        else:
-            weights = nnunet_gaussian(roi_size, x.device) if mode == "nnunet" else None
-            blend = "constant" if mode == "nnunet" else mode
-            logits = sliding_window_inference(
-                x, tuple(roi_size), sw_batch_size, model, overlap=overlap, mode=blend, roi_weight_map=weights
-            )
-    return logits.float()
+    if roi_size is None or mode != "nnunet":
+        return _blended_logits(model, x, roi_size, overlap, sw_batch_size, amp, mode)
+    weights = nnunet_gaussian(roi_size, next(model.parameters()).device)
+    return _blended_logits(model, x, roi_size, overlap, sw_batch_size, amp, "constant", weights)
 
 
 def segment(

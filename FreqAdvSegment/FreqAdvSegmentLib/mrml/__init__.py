@@ -17,6 +17,8 @@ Modules, one job each:
     render          offscreen slice and 3D views to PNG
     engine_process  the engine's child process: command, progress, cancel
     logic           EngineRun: volume node in, results in the scene
+    panel_controller  the module panel's states and buttons, without Qt
+    dependencies    torch via PyTorch Utils, the rest via Slicer's pip; the device line from torch
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The Slicer panel's attack fields and the request texts they become, all read from the registry.
+"""The Slicer panel's attack fields and the request texts they become, all read from the attack catalog.
 
 Nothing about an attack is written here: its parameters, defaults, bounds, units and presets come
-from its :class:`~FreqAdvSegmentLib.attacks.spec.AttackSpec`, so an attack registered with one
+from its description in :mod:`FreqAdvSegmentLib.attacks.catalog`, so an attack registered with one
 ``registry.register(...)`` line shows up in the panel and the console API with no change here.
 
     fields = attack_fields("vafa")              # what the panel shows for VAFA (display units)
@@ -13,8 +13,11 @@ Display units: intensities (eps, alpha, std) are shown on the 0-255 scale the pa
 budgets in (``Param.display_scale``); ``AttackChoices.values`` hold display units, request texts
 and :meth:`AttackChoices.parameters` engine units.
 
-The registry lives in the engine package, whose attack classes import PyTorch; it is imported on
-first use, so Slicer can load the module before PyTorch is installed.
+No PyTorch and no MONAI here, nor in what this imports: the descriptions come from
+``catalog.current()``, the shipped catalog file (resources/attack_catalog.json, generated from the
+registry), or the live registry where this process has imported it (then a plug-in attack
+registered at run time shows up too). So Slicer's GUI process lists every attack before PyTorch
+is installed, and never loads (and locks) PyTorch's libraries.
 """
 
 from __future__ import annotations
@@ -23,21 +26,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..attacks import catalog
 
-def _registry():
-    from ..attacks import registry  # imports torch: only when an attack is asked about
 
-    return registry
+def _attacks() -> catalog.Catalog:
+    """The attack descriptions, read now (not at import: a plug-in may register later)."""
+    return catalog.current()
 
 
 def attack_methods() -> tuple[str, ...]:
-    """The registered attack names, in registration order (read now, not at import)."""
-    return _registry().names()
+    """The attack names, in registration order."""
+    return _attacks().names()
+
+
+def attack_description(name: str) -> Any:
+    """Attack ``name``'s description: ``title``, ``summary``, ``params``, ``presets`` (each with
+    ``name`` and ``description``); ValueError listing the choices for an unknown name."""
+    return _attacks().get(name)
 
 
 def attack_presets(name: str) -> tuple[str, ...]:
     """The preset names attack ``name`` offers (the panel's preset menu, after "defaults")."""
-    return tuple(p.name for p in _registry().get(name).presets)
+    return tuple(p.name for p in _attacks().get(name).presets)
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ class PanelField:
 def attack_fields(name: str, preset: str | None = None) -> list[PanelField]:
     """The panel's fields for attack ``name``: one per registry parameter, its default taken from
     ``registry.resolve(name[:preset])`` and its bounds scaled to display units."""
-    spec = _registry().get(name)
+    spec = _attacks().get(name)
     resolved = spec.resolve(preset)
     fields = []
     for param in spec.params:
@@ -114,7 +124,7 @@ class AttackChoices:
     values: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        spec, preset = _registry().split_method(self.method)
+        spec, preset = _attacks().split_method(self.method)
         self.method, self.preset = spec.name, self.preset or preset
         if self.preset:
             spec.preset(self.preset)
@@ -127,7 +137,7 @@ class AttackChoices:
     def parameters(self) -> dict[str, Any]:
         """Engine-unit values that differ from what the preset gives (so a preset's SameAs, e.g.
         VAFA public-code's q_init = q_max, still follows q_max)."""
-        spec = _registry().get(self.method)
+        spec = _attacks().get(self.method)
         base = spec.resolve(self.preset)
         changed = {}
         for f in self.fields():
@@ -140,26 +150,26 @@ class AttackChoices:
 
     def resolved(self) -> dict[str, Any]:
         """Every constructor keyword, exactly as ``registry.resolve`` gives them."""
-        return _registry().resolve(self.method_text(), self.parameters())[1]
+        return _attacks().resolve(self.method_text(), self.parameters())[1]
 
     def method_text(self) -> str:
         return self.method if self.preset is None else f"{self.method}:{self.preset}"
 
     def request(self) -> str:
         """The one text form of this attack (``name[:preset][,key=value...]``)."""
-        return _registry().format_request(self.method, self.preset, self.parameters())
+        return _attacks().format_request(self.method, self.preset, self.parameters())
 
     @classmethod
     def from_request(cls, text: str) -> AttackChoices:
         """The inverse of :meth:`request` (values converted to display units)."""
-        spec, preset, params = _registry().parse_request(text)
+        spec, preset, params = _attacks().parse_request(text)
         fields = {f.name: f for f in attack_fields(spec.name, preset)}
         return cls(spec.name, preset, {k: fields[k].to_display(v) for k, v in params.items()})
 
     @classmethod
     def from_call(cls, method: str, params: Mapping[str, Any] | None = None) -> AttackChoices:
         """From a console call's engine-unit keywords: ``("vafa:public-code", {"q_max": 30})``."""
-        spec, preset = _registry().split_method(method)
+        spec, preset = _attacks().split_method(method)
         fields = {f.name: f for f in attack_fields(spec.name, preset)}
         values = {}
         for key, value in dict(params or {}).items():
@@ -194,7 +204,7 @@ def attack_arguments(requests: Sequence[str | AttackChoices]) -> list[str]:
     args = []
     for request in requests:
         text = request.request() if isinstance(request, AttackChoices) else str(request)
-        _registry().parse_request(text)
+        _attacks().parse_request(text)
         args += ["--method", text]
     return args
 

@@ -177,7 +177,8 @@ def kill_process_tree(process: subprocess.Popen) -> None:
     """End ``process`` and its descendants: on POSIX its process group (it leads one, see
     EngineJob.start), first politely then by force; on Windows ``taskkill /T``."""
     if os.name == "nt":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False,
+                       creationflags=subprocess.CREATE_NO_WINDOW)  # else a console window flashes
         process.wait(timeout=10)
         return
     _signal_group(process.pid, signal.SIGTERM)

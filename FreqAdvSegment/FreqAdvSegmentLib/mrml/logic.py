@@ -35,7 +35,7 @@ class EngineSettings:
 
     Attributes:
         model: registry name, checkpoint file or MONAI bundle folder.
-        device: auto, cpu, cuda or cuda:N.
+        device: auto, cpu, cuda, cuda:N or mps.
         roi, overlap, sw_batch_size, amp, seed, include_background: as the CLI's options;
             None keeps the CLI's default.
         label_names: the model's labels, to write a ground-truth segmentation as label values.

@@ -23,6 +23,12 @@ view carries its own name and colour, so nothing depends on the layout that crea
 
 Views are found by their layout names, so the same code configures the desktop's views
 (created by its layout manager) and :mod:`.render`'s offscreen ones.
+
+The desktop made Green (coronal) and Yellow (sagittal) before any module ran, and Red+/Green+/
+Yellow+ (axial/coronal/sagittal) once the 3x3 layout was shown; Slicer's layout logic applies a
+layout's ``action="default"`` properties only to the view nodes it creates. So the layout sets
+orientation with ``action="relayout"`` (applied whenever the layout is shown) and
+:func:`show_results` sets it on every comparison slice view again before fitting.
 """
 
 from __future__ import annotations
@@ -54,12 +60,13 @@ THREED_VIEWS = tuple(column[2] for column in COLUMNS)
 # Slicer's own colours for its views (the slice controllers' bars), so users see familiar ones.
 VIEW_COLORS = {"Red": "#F34A33", "Red+": "#F9A99F", "Green": "#6EB04B", "Green+": "#C6E0B8",
                "Yellow": "#EDD54C", "Yellow+": "#F6E9A2", "1": "#7483E9", "2": "#7483E9", "3": "#7483E9"}
+ORIENTATION = "Axial"  # every comparison slice view: side by side, the same plane
 MAX_COMPARED = len(COLUMNS) - 1  # attacks side by side; others are shown with show_results(attack=...)
 
 
 def _slice_xml(name: str) -> str:
     return (f'<view class="vtkMRMLSliceNode" singletontag="{name}">'
-            f'<property name="orientation" action="default">Axial</property>'
+            f'<property name="orientation" action="relayout">{ORIENTATION}</property>'
             f'<property name="viewlabel" action="default">{name}</property>'
             f'<property name="viewcolor" action="default">{VIEW_COLORS[name]}</property>'
             '<property name="viewgroup" action="default">0</property></view>')
@@ -106,6 +113,15 @@ def register_layout(layout_node: Any, select: bool = False) -> int:
     if select:
         layout_node.SetViewArrangement(LAYOUT_ID)
     return LAYOUT_ID
+
+
+def register_desktop_layout(layout_manager: Any) -> bool:
+    """Register the comparison layout with the desktop's layout manager; False (nothing done)
+    when there is none (Slicer started with --no-main-window, as its generic tests do)."""
+    if layout_manager is None:
+        return False
+    register_layout(layout_manager.layoutLogic().GetLayoutNode())
+    return True
 
 
 def store_layout_for_saving(layout_node: Any) -> None:
@@ -268,9 +284,19 @@ def show_results(scene: Any, results: Any, attack: str | None = None, foreground
     plot = _plot_view(scene)
     if plot is not None and results.dice_chart is not None:
         plot.SetPlotChartNodeID(results.dice_chart.GetID())
+    orient_views(scene)
     fit_views(scene, clean_ct)
     if results.focus_ras is not None:
         jump_slices(scene, results.focus_ras)
+
+
+def orient_views(scene: Any, orientation: str = ORIENTATION) -> None:
+    """Every comparison slice view that exists set to ``orientation`` (the desktop's Green and
+    Yellow are coronal and sagittal until told otherwise, see the module docstring)."""
+    for name in (n for column in _columns(scene) for n in column[:2]):
+        node = scene.GetNodeByID(slice_node_id(name))
+        if node is not None and node.GetOrientation() != orientation:
+            node.SetOrientation(orientation)
 
 
 def fit_views(scene: Any, volume: Any) -> None:
@@ -292,8 +318,14 @@ def fit_views(scene: Any, volume: Any) -> None:
 
 
 def fit_slice(node: Any, lo: np.ndarray, hi: np.ndarray, margin: float = 1.05) -> None:
-    """An axial slice node centred on the box [lo, hi] (RAS, mm) showing all of it."""
-    width, height = (hi - lo)[:2] * margin
+    """A slice node of any orientation centred on the box [lo, hi] (RAS, mm) showing all of it:
+    the box's corners projected on the slice's own x and y axes give the extents to show."""
+    matrix = node.GetSliceToRAS()
+    axes = np.array([[matrix.GetElement(row, column) for row in range(3)] for column in range(2)])  # [2, 3]
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])  # [8, 3]
+    projected = corners @ axes.T  # [8, 2]: each corner in slice x, y (mm)
+    width, height = (projected.max(axis=0) - projected.min(axis=0)) * margin
     columns, rows, _ = node.GetDimensions()
     aspect = rows / columns if columns else 1.0
     fov_x = max(width, height / aspect)

@@ -17,6 +17,9 @@ from pathlib import Path
 
 SAMPLE_DIR: Path = Path(__file__).resolve().parent.parent / "resources" / "sample"
 SAMPLE_CT_NAME = "patientA_ct.nii.gz"
+# SHA-256 of the shipped sample CT, for Slicer's Sample Data registration (hashing 2 MB at every
+# Slicer start was measurable); Testing/samples/test_sample_data.py checks it against the file.
+SAMPLE_CT_SHA256 = "7811475c3e61c4310c51b56998b365ef5d561919388ecb89839f3cf119389e8c"
 SAMPLE_LABELS_NAME = "patientA_labels.nii.gz"
 HELDOUT_DIRNAME = "patientB"
 HELDOUT_CT_NAME = "patientB_ct.nii.gz"

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from ..files.atomic_file import replace_text
 from ..attacks import registry
-from ..job.inference import autocast
+from ..attacks.network import autocast
 from ..models import ModelSpec, build_model, load_model, paper_unetr_spec, resolve_model, save_model
 from ..models.registry import registry_spec, sha256_of
 from ..models.remap import strip_wrapper_prefixes
