@@ -115,7 +115,7 @@ def test_fourier_command_writes_the_map_and_names_the_worst_band(tmp_path, capsy
     write_phantom_files(fixture_unet(), tmp_path)
     out = tmp_path / "fourier"
     argv = ["fourier", str(tmp_path / "ct.nii.gz"), "--labels", str(tmp_path / "gt.nii.gz"),
-            "--model", str(tmp_path / "unet.safetensors"), "--device", "cpu", "--shells", "3", "-o", str(out)]
+            "--model", str(tmp_path / "unet.safetensors"), "--device", "cpu", "--shells", "3", "--dct", "--dct-block", "4", "-o", str(out)]
     assert main(argv) == 0
     with (out / "fourier.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -131,6 +131,10 @@ def test_fourier_command_writes_the_map_and_names_the_worst_band(tmp_path, capsy
                                       float(r["dice"]), float(r["dice_drop"]), float(r["rms_hu"])) for r in means])
     printed = capsys.readouterr().out
     assert f"the most damaging band is {worst.f_low:.3f}-{worst.f_high:.3f} cycles/mm {worst.orientation}" in printed
+    with (out / "dct.csv").open(encoding="utf-8") as f:
+        dct = [r for r in csv.DictReader(f) if r["organ"] == "mean"]
+    assert [int(r["level"]) for r in dct] == list(range(10)) and sum(int(r["coefficients"]) for r in dct) == 64
+    assert "the most damaging 4^3-block DCT level is u+v+w=" in printed
 
 
 def test_fourier_command_refuses_a_bad_rms_without_writing(tmp_path, capsys):
@@ -142,3 +146,41 @@ def test_fourier_command_refuses_a_bad_rms_without_writing(tmp_path, capsys):
     assert main(["fourier", str(ct), "--rms-hu", "-5", "--device", "cpu", "-o", str(out)]) == 2
     assert "--rms-hu must be a positive number of HU" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- per 3D-DCT level of VAFA's blocks ---------------------------------------------------------
+
+
+def test_dct_level_noise_lies_in_its_level_at_the_requested_rms():
+    from FreqAdvSegmentLib.attacks.frequency import blockwise_dct3
+    from FreqAdvSegmentLib.evaluation.dct_sensitivity import dct_level_noise, level_mask
+
+    for level in (0, 3, 10, 21):
+        noise = dct_level_noise((16, 24, 16), 8, level, 15.0, torch.Generator().manual_seed(level))
+        assert float(noise.double().pow(2).mean().sqrt()) == pytest.approx(15.0, rel=1e-5)
+        coeffs = blockwise_dct3(noise.double()[None, None], 8)  # [1, 1, 2, 3, 2, 8, 8, 8]
+        outside = coeffs[..., ~level_mask(8, level)]
+        assert float(outside.pow(2).sum()) < 1e-9 * float(coeffs.pow(2).sum()), level
+    assert sum(int(level_mask(8, k).sum()) for k in range(22)) == 512
+
+
+def test_dct_map_of_a_model_that_blurs_first_is_hurt_only_by_low_levels():
+    from FreqAdvSegmentLib.evaluation.dct_sensitivity import dct_map
+
+    shape = (32, 32, 24)
+    axes = [(torch.arange(n) - n / 2 + 0.5) * s for n, s in zip(shape, SPACING)]
+    hu = torch.where(torch.stack(torch.meshgrid(*axes, indexing="ij")).pow(2).sum(0).sqrt() < 14.0, 100.0, 0.0)
+    drops = {}
+    for sigma in (2.5, 0.0):
+        model = BlurThenThreshold(sigma, (50.0 - WINDOW[0]) / (WINDOW[1] - WINDOW[0]))
+
+        def predict(x, model=model):
+            return model(x).argmax(1, keepdim=True)
+
+        reference = predict(((hu - WINDOW[0]) / (WINDOW[1] - WINDOW[0]))[None, None])[0, 0]
+        rows = dct_map(predict, hu, WINDOW, reference, ["background", "ball"], block=8, rms_hu=40.0)
+        drops[sigma] = {r.level: r.dice_drop for r in rows if r.organ == "mean"}
+    assert sorted(drops[2.5]) == list(range(22))
+    assert drops[2.5][0] > 0.05, "block means (level 0) survive the blur"
+    assert max(abs(drops[2.5][k]) for k in range(12, 22)) < 0.005, drops[2.5]  # measured <= 0.001 (a voxel at the threshold)
+    assert min(drops[0.0][k] for k in range(12, 22)) > 0.05, "without the blur the fine levels hurt too"

@@ -253,11 +253,10 @@ def write_fourier_files(rows: Sequence[FourierRow], folder: Path) -> None:
     fourier_figure(rows, folder / "fourier.png")
 
 
-def job_fourier_map(job, bands: Sequence[Band], rms_hu: float = 20.0, seeds: Sequence[int] = (0,),
-                    progress: Progress | None = None) -> list[FourierRow]:
-    """:func:`fourier_map` of a started job (``job.pipeline.start_job``): its model with its
-    sliding window, its unclipped model-grid HU, Dice against its ground truth, else its clean
-    prediction."""
+def job_predictor(job) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor]:
+    """(predict, unclipped HU [H, W, D], reference labels [H, W, D]) of a started job
+    (``job.pipeline.start_job``): its model with its sliding window; the reference is its ground
+    truth, else its clean prediction."""
     from ..job.inference import segment
     from ..job.pipeline import model_grid_hu, window_settings
 
@@ -269,5 +268,12 @@ def job_fourier_map(job, bands: Sequence[Band], rms_hu: float = 20.0, seeds: Seq
         return segment(loaded.model, x.to(loaded.device), roi, overlap, batch, options.amp, mode).cpu()
 
     reference = job.gt_model if job.gt_model is not None else job.clean_pred
-    return fourier_map(predict, torch.from_numpy(model_grid_hu(job)), job.ctx.window, job.ctx.model.spacing,
-                       reference.cpu()[0, 0], loaded.spec.label_names, bands, rms_hu, seeds, progress)
+    return predict, torch.from_numpy(model_grid_hu(job)), reference.cpu()[0, 0]
+
+
+def job_fourier_map(job, bands: Sequence[Band], rms_hu: float = 20.0, seeds: Sequence[int] = (0,),
+                    progress: Progress | None = None) -> list[FourierRow]:
+    """:func:`fourier_map` of a started job (see :func:`job_predictor`)."""
+    predict, hu, reference = job_predictor(job)
+    return fourier_map(predict, hu, job.ctx.window, job.ctx.model.spacing, reference, job.loaded.spec.label_names,
+                       bands, rms_hu, seeds, progress)
