@@ -1,14 +1,15 @@
-"""Shared fixtures: a small MONAI UNet trained for seconds on synthetic phantoms."""
+"""Shared fixtures: a small MONAI UNet that segments synthetic phantoms, and the phantoms."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
+from safetensors.torch import load_file
 
 from FreqAdvSegmentLib.samples.phantoms import phantom_batch
 
@@ -25,26 +26,33 @@ def phantoms() -> tuple[torch.Tensor, torch.Tensor]:
     return phantom_batch(8, (32, 32, 32), seed=0)
 
 
-@pytest.fixture(scope="session")
-def trained_unet(phantoms) -> torch.nn.Module:
-    """A UNet that segments the phantoms well (trained ~200 steps, a few seconds on 2 cores)."""
-    torch.manual_seed(0)
+FIXTURE_WEIGHTS = Path(__file__).parent / "data" / "fixture_unet.safetensors"
+
+# The held-out phantom's seed; FREQADV_TEST_PHANTOM_SEED runs the phantom-based tests on another
+# one (the thresholds were measured on seeds 100, 101 and 102).
+TEST_PHANTOM_SEED = int(os.environ.get("FREQADV_TEST_PHANTOM_SEED", "100"))
+
+
+def fixture_unet() -> torch.nn.Module:
+    """The small UNet with the shipped weights (made by scripts/make_fixture_unet.py), eval mode."""
     model = small_unet()
-    images, labels = phantoms
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(200):
-        idx = torch.arange(4) + (step % 2) * 4
-        opt.zero_grad()
-        loss_fn(model(images[idx]), labels[idx]).backward()
-        opt.step()
+    model.load_state_dict(load_file(FIXTURE_WEIGHTS))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_unet() -> torch.nn.Module:
+    """A UNet that segments the phantoms well.
+
+    Loaded from shipped weights, not trained in the run: trained here, its weights (and every
+    threshold resting on them) depended on the machine's floating-point path."""
+    return fixture_unet()
 
 
 @pytest.fixture(scope="session")
 def test_case() -> tuple[torch.Tensor, torch.Tensor]:
     """A held-out phantom [1, 1, 32, 32, 32] the model never saw."""
-    return phantom_batch(1, (32, 32, 32), seed=100)
+    return phantom_batch(1, (32, 32, 32), seed=TEST_PHANTOM_SEED)
 
 
 # --- leaving the test session -----------------------------------------------------------------

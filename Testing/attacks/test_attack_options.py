@@ -152,7 +152,7 @@ def test_malformed_requests_are_refused_by_the_parser(argv, words, capsys):
 
 
 def _train_config(*argv: str):
-    from FreqAdvSegmentLib.training.cli import config_from_args
+    from FreqAdvSegmentLib.cli.train import config_from_args
 
     return config_from_args(build_parser().parse_args(["train", "data.json", "-o", "run", *argv]))
 

@@ -74,6 +74,39 @@ def test_masked_ssim_matches_whole_volume_ssim_and_does_not_depend_on_slabs():
     assert masked_ssim(a, b, half, slab=2) == pytest.approx(masked_ssim(a, b, half, slab=50), rel=1e-6)
 
 
+def _full_grid_budget(hu: np.ndarray, delta: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """The budget as it was first written: float64 copies and SSIM over the whole grid."""
+    inside = np.abs(delta[mask]).astype(np.float64)
+    windowed = [np.clip((v.astype(np.float32) - WINDOW[0]) / (WINDOW[1] - WINDOW[0]), 0, 1) for v in (hu, hu + delta)]
+    return {"linf_hu": inside.max(), "rms_hu": np.sqrt(np.mean(inside**2)), "body_voxels": int(mask.sum()),
+            "ssim": masked_ssim(windowed[0], windowed[1], mask), "linf_hu_anywhere": np.abs(delta).max()}
+
+
+@pytest.mark.parametrize("where", ["interior", "on the faces"])
+def test_budget_on_the_body_box_equals_the_full_grid_computation(where):
+    """On a crop of the shipped CT (int16, as read) with a noisy change: the box, the slabs and the
+    float32 passes give the full-grid float64 figures, with the body inside the volume or touching
+    its faces (where SSIM leaves the border voxels out)."""
+    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path
+
+    image = sitk.ReadImage(str(sample_ct_path()))  # kept: the view below lives in its buffer
+    ct = sitk.GetArrayViewFromImage(image)  # [z, y, x] int16, as the pipeline passes it
+    hu = ct[40:70, 10:90, 10:110]  # the body runs through the crop's faces
+    if where == "interior":  # air all round, so the body's box lies inside the volume
+        hu = np.pad(hu, 3, constant_values=-1000)
+    rng = np.random.default_rng(1)
+    delta = rng.normal(0, 8, hu.shape).astype(np.float32)
+    mask = body_mask(hu)
+    assert mask.any() and not mask.all()
+    touches = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, :, 0].any() or mask[:, :, -1].any()
+    assert touches == (where == "on the faces")
+    expected = _full_grid_budget(hu, delta, mask)
+    measured = budget(hu, delta, WINDOW, mask)
+    for key, value in expected.items():
+        assert measured[key] == pytest.approx(value, rel=1e-6), key
+    assert measured["ssim"] < 0.999, "the change is large enough to show in SSIM"
+
+
 def test_visibility_in_plain_words():
     assert visibility({"linf_hu": 20.0, "ssim": 0.97}) is None
     loud = visibility({"linf_hu": 215.0, "ssim": 0.61})
@@ -178,3 +211,47 @@ def test_attack_command_takes_eps_in_hu_and_prints_the_budget(trained_unet, tmp_
     assert "none was chosen" in capsys.readouterr().err and not out.exists()
     assert main(base + ["--method", "fgsm", "--eps", "4/255", "--eps-hu", "20", "-o", str(out)]) == 2
     assert "not both" in capsys.readouterr().err and not out.exists()
+
+
+def test_written_outputs_and_report_agree_with_an_independent_computation(trained_unet, tmp_path):
+    """On an input grid finer than the model's (so every map goes through a resample back): the
+    report's per-organ Dice and HD95 equal a scipy computation on the written label maps, the
+    written adversarial CT is adversarial_to_original's, and the budget is the full-grid one."""
+    from scipy.ndimage import binary_erosion, distance_transform_edt
+
+    from FreqAdvSegmentLib.job.preprocess import adversarial_to_original
+
+    ct, gt = phantom_ct()
+    for image in (ct, gt):
+        image.SetSpacing((0.8, 0.9, 1.25))  # model grid 1 mm: a real resample each way
+    job = run_job(ct, loaded_test_model(trained_unet), [AttackRequest("pgd", {"eps": 8 / 255, "steps": 2})], gt)
+    out = write_outputs(job, tmp_path / "run")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    read = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(out / name)))
+            for name in ("clean_labels.nii.gz", "pgd/adversarial_labels.nii.gz", "pgd/adversarial.nii.gz", "pgd/perturbation_hu.nii.gz")}
+    reference = sitk.GetArrayFromImage(gt)
+    spacing = tuple(reversed(ct.GetSpacing()))  # arrays are [z, y, x]
+    checked = 0
+    for labels, metrics in ((read["clean_labels.nii.gz"], report["clean_vs_ground_truth"]),
+                            (read["pgd/adversarial_labels.nii.gz"], report["attacks"]["pgd"]["vs_reference"])):
+        for c, name in enumerate(job.loaded.spec.label_names[1:], start=1):
+            p, r = labels == c, reference == c
+            entry = metrics["per_class"][name]
+            if not (p.any() and r.any()):
+                continue
+            assert entry["dice"] == pytest.approx(2 * (p & r).sum() / (p.sum() + r.sum()), abs=1e-6)
+            ep, er = p ^ binary_erosion(p), r ^ binary_erosion(r)
+            hd = max(np.percentile(distance_transform_edt(~er, sampling=spacing)[ep], 95),
+                     np.percentile(distance_transform_edt(~ep, sampling=spacing)[er], 95))
+            assert entry["hd95_mm"] == pytest.approx(hd, abs=1e-3)
+            checked += 1
+    assert checked >= 4
+    outcome = job.outcomes[0]
+    expected_adv = adversarial_to_original(outcome.result.adv, outcome.result.clean, ct, job.ctx)
+    np.testing.assert_array_equal(read["pgd/adversarial.nii.gz"], sitk.GetArrayFromImage(expected_adv))
+    delta = read["pgd/perturbation_hu.nii.gz"]
+    assert np.abs(delta).max() > 1.0, "the attack changed the CT"
+    hu = sitk.GetArrayFromImage(ct).astype(np.float32)
+    full = _full_grid_budget(hu, delta, body_mask(hu))
+    for key, value in full.items():
+        assert report["attacks"]["pgd"]["budget"][key] == pytest.approx(value, rel=1e-6), key

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import UNETR, UNet
 
-from FreqAdvSegmentLib.attacks import APGD, PGD, SA2, CosPGD, GaussianNoise, SegPGD, WorstCase, registry
+from FreqAdvSegmentLib.attacks import APGD, FGSM, PGD, SA2, CosPGD, GaussianNoise, SegPGD, WorstCase, registry
 from FreqAdvSegmentLib.attacks.apgd import apgd_checkpoints, halve_step
 from FreqAdvSegmentLib.attacks.cospgd import cosine_weights, cospgd_loss
 from FreqAdvSegmentLib.attacks.ensemble import mean_dice, pick_worst
@@ -88,13 +88,15 @@ def test_cospgd_weight_is_not_differentiated(trained_unet):
 # --- APGD -----------------------------------------------------------------------------------------
 
 
-def test_apgd_checkpoints_follow_the_paper():
+def test_apgd_checkpoints_follow_the_reference_code():
+    # fra31/auto-attack: first span int(0.22 N), shrinking by int(0.03 N) to int(0.06 N) (each >= 1)
+    assert apgd_checkpoints(20) == [4, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
     assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
-    assert apgd_checkpoints(20) == [5, 9, 12, 14, 16, 18, 19, 20]
 
 
 @pytest.mark.parametrize("raised, span, halved_last, best_last, best_now, halve", [
-    (10, 22, False, 1.0, 2.0, True),    # 10 < 0.75 * 22: too few steps raised the loss
+    (10, 22, False, 1.0, 2.0, True),    # 10 <= 0.75 * 22: too few steps raised the loss
+    (15, 20, False, 1.0, 2.0, True),    # <=, not <: exactly 0.75 of the span halves
     (17, 22, False, 1.0, 2.0, False),   # enough raised, and the best improved
     (17, 22, False, 2.0, 2.0, True),    # the best did not improve and the step was not just halved
     (17, 22, True, 2.0, 2.0, False),    # ... but it was halved at the last checkpoint
@@ -178,14 +180,21 @@ def test_pick_worst_takes_the_lowest_dice_per_volume():
 
 def test_worst_case_keeps_the_strongest_member_and_names_it(trained_unet, test_case):
     x, y = test_case
-    result = WorstCase(trained_unet, attacks="gn+pgd", eps=8 / 255, steps=5, seed=0).run(x, y)
+    result = WorstCase(trained_unet, attacks="fgsm+pgd", eps=8 / 255, steps=5, seed=0).run(x, y)
     dice = result.extras["dice"]
-    assert set(dice) == {"gn", "pgd"} and dice["pgd"][0] < dice["gn"][0]
-    assert result.extras["winner"] == "pgd"
-    torch.testing.assert_close(result.adv, PGD(trained_unet, eps=8 / 255, steps=5, seed=0)(x, y))
-    flipped = WorstCase(trained_unet, attacks="pgd+gn", eps=1e-4, steps=1, seed=0)  # a tiny PGD
-    assert flipped.attacks[0].eps == 1e-4 and flipped.attacks[0].steps == 1, "one budget for all members"
-    assert isinstance(flipped.attacks[1], GaussianNoise)
+    assert set(dice) == {"fgsm", "pgd"}
+    winner = min(dice, key=lambda m: dice[m][0])
+    assert result.extras["winner"] == winner
+    assert result.extras["budgets"] == {"fgsm": 8 / 255, "pgd": 8 / 255}
+    own = {"fgsm": FGSM(trained_unet, eps=8 / 255, seed=0), "pgd": PGD(trained_unet, eps=8 / 255, steps=5, seed=0)}
+    torch.testing.assert_close(result.adv, own[winner](x, y))
+
+
+def test_worst_case_members_keep_their_own_settings(trained_unet):
+    mixed = WorstCase(trained_unet, attacks="pgd+apgd:autoattack", eps=1e-4)
+    assert [a.eps for a in mixed.attacks] == [1e-4, 1e-4], "one budget for all members"
+    assert [a.steps for a in mixed.attacks] == [20, 100], "each member keeps its own steps"
+    assert [a.steps for a in WorstCase(trained_unet, attacks="pgd+apgd", steps=3).attacks] == [3, 3]
 
 
 def test_worst_case_refuses_bad_members(trained_unet):
@@ -193,6 +202,12 @@ def test_worst_case_refuses_bad_members(trained_unet):
         WorstCase(trained_unet, attacks="pgd+jpeg")
     with pytest.raises(ValueError, match="cannot contain itself"):
         WorstCase(trained_unet, attacks="pgd+worst-case")
+    for other in ("vafa", "sa2", "gn", "cw"):
+        with pytest.raises(ValueError, match=f"^{other} is not an L-inf attack.*one threat model"):
+            WorstCase(trained_unet, attacks=f"pgd+{other}")
+    with pytest.raises(ValueError, match=r"pgd:eps8 runs at eps 8/255 but the ensemble's budget is 4/255"):
+        WorstCase(trained_unet, attacks="pgd:eps8+fgsm")
+    assert [a.eps for a in WorstCase(trained_unet, attacks="pgd:eps8+fgsm", eps=8 / 255).attacks] == [8 / 255] * 2
 
 
 # --- volumes the model cannot take as they are ----------------------------------------------------
@@ -215,7 +230,7 @@ def test_every_attack_pads_an_odd_volume_and_crops_back(method, two_level_unet):
     spec = registry.get(method)
     params = {"steps": 1} if "steps" in spec.param_names else {}
     if method == "worst-case":
-        params["attacks"] = "pgd+sa2"
+        params["attacks"] = "pgd+fgsm"
     result = registry.build(method, two_level_unet, params, seed=0).run(x)
     assert result.adv.shape == x.shape and result.adv.min() >= 0 and result.adv.max() <= 1
 
@@ -246,7 +261,7 @@ def test_the_new_attacks_run_and_report_from_the_command_line(tmp_path):
     out = tmp_path / "new"
     argv = ["attack", str(sample_ct_path()), "--labels", str(sample_labels_path()), "--device", "cpu", "-o", str(out),
             "--steps", "1", "--method", "sa2", "--method", "segpgd", "--method", "cospgd", "--method", "apgd",
-            "--method", "worst-case,attacks=fgsm+gn"]
+            "--method", "worst-case,attacks=fgsm+bim"]
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert list(report["attacks"]) == ["sa2", "segpgd", "cospgd", "apgd", "worst-case"]

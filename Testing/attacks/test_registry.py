@@ -32,7 +32,7 @@ def test_public_code_preset_follows_q_max_and_parses_text():
     ("pgd", {"eps": 2.0}, "eps must be <= 1"),
     ("pgd", {"steps": 2.5}, "whole number"),
     ("vafa", {"renormalize": "volume"}, "renormalize must be one of none, slice"),
-    ("vafa", {"q_max": "twenty"}, "q_max must be a number"),
+    ("vafa", {"q_max": "twenty"}, "q_max must be a finite number"),
 ])
 def test_bad_parameters_are_named(method, params, words):
     with pytest.raises(ValueError, match=words):

@@ -61,7 +61,7 @@ def _web(method: str) -> dict:
 
 
 def _training(method: str) -> dict:
-    from FreqAdvSegmentLib.training.cli import config_from_args
+    from FreqAdvSegmentLib.cli.train import config_from_args
 
     spec, preset = registry.split_method(method)
     argv = ["train", "data.json", "-o", "run", "--regime", spec.name] + (["--preset", preset] if preset else [])

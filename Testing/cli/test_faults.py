@@ -700,16 +700,18 @@ def test_sigkill_mid_write_is_cleaned_at_the_next_run(tmp_path, capfd):
 
 def test_live_runs_temporary_is_kept(tmp_path):
     """Another run still writing beside us keeps its temporary folder."""
-    from FreqAdvSegmentLib.files.output_dir import clean_stale_temporaries
+    from FreqAdvSegmentLib.files.output_dir import TMP_MARKER, clean_stale_temporaries
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        live = tmp_path / f".out.tmp-{sleeper.pid}-abcdef"
+        live = tmp_path / f".out.freqadv-tmp-{sleeper.pid}-abcdef012345"
         live.mkdir()
+        (live / TMP_MARKER).write_text("abcdef012345")
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
-        stale = tmp_path / f".out.tmp-{dead.pid}-123456"
+        stale = tmp_path / f".out.freqadv-tmp-{dead.pid}-123456abcdef"
         stale.mkdir()
+        (stale / TMP_MARKER).write_text("123456abcdef")
         assert clean_stale_temporaries(tmp_path / "out") == [stale]
         assert live.is_dir() and not stale.exists()
     finally:

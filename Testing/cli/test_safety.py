@@ -161,7 +161,7 @@ def test_overwrite_replaces_own_results_and_keeps_the_stamp(tmp_path):
     out = tmp_path / "out"
     assert main(["segment", str(ct), "--device", "cpu", "-o", str(out)]) == 0
     stamp = json.loads((out / ".freqadv").read_text())
-    assert stamp["files"] == ["segmentation.nii.gz"]
+    assert sorted(stamp["files"]) == ["segmentation.nii.gz"] and len(stamp["run_id"]) == 32
     assert main(["segment", str(ct), "--device", "cpu", "-o", str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [".freqadv", "segmentation.nii.gz"]
     assert ct.read_bytes() == sample_ct_path().read_bytes()

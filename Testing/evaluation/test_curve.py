@@ -74,7 +74,7 @@ def phantom_files(trained_unet, tmp_path):
 
 
 def test_curve_command_resumes_an_interrupted_sweep(phantom_files, monkeypatch, capsys):
-    import FreqAdvSegmentLib.cli as cli
+    import FreqAdvSegmentLib.cli.curve as curve_verb
     import FreqAdvSegmentLib.job.pipeline as pipeline
 
     d = phantom_files
@@ -83,13 +83,13 @@ def test_curve_command_resumes_an_interrupted_sweep(phantom_files, monkeypatch, 
             "--method", "pgd", "--method", "vafa:public-code", "--steps", "1", "--points", "pgd=2/255,8/255",
             "--points", "vafa=10,20", "--device", "cpu", "-o", str(out)]
 
-    class Interrupt(cli.BarProgress):
+    class Interrupt(curve_verb.BarProgress):
         def __call__(self, stage, done, total):
             if stage == "curve" and done == 2:
                 raise KeyboardInterrupt
             super().__call__(stage, done, total)
 
-    monkeypatch.setattr(cli, "BarProgress", Interrupt)
+    monkeypatch.setattr(curve_verb, "BarProgress", Interrupt)
     assert main(argv) == 130
     assert not out.exists(), "an interrupted sweep writes no output folder"
     partial = d / ".curve.curve-partial.jsonl"

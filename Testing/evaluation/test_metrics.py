@@ -161,3 +161,114 @@ def test_flip_rate():
     assert flip_rate(torch.from_numpy(a), torch.from_numpy(a)) == 0.0
     with pytest.raises(ValueError, match="different shapes"):
         flip_rate(a, b[:-1])
+
+
+# --- against MONAI itself, on real organ shapes -----------------------------------------------------
+
+
+def monai_reference(pred: np.ndarray, ref: np.ndarray, spacing, n: int) -> tuple[list[float], list[float]]:
+    """Dice and HD95 per label straight from MONAI (one-hot, the computation this module replaced)."""
+    from monai.metrics import compute_dice, compute_hausdorff_distance
+
+    def one_hot(a):
+        return torch.nn.functional.one_hot(torch.from_numpy(a).long(), n).permute(3, 0, 1, 2)[None].float()
+
+    p, r = one_hot(pred), one_hot(ref)
+    dice = compute_dice(p, r, include_background=True, ignore_empty=False)[0].tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # empty-mask and deprecation warnings
+        hd = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=list(spacing))[0]
+    return dice, hd.tolist()
+
+
+@pytest.fixture(scope="module")
+def sample_label_crop() -> tuple[np.ndarray, np.ndarray]:
+    """(pred, ref) [56, 48, 40]: a crop of the shipped sample's organ labels as the reference, and a
+    prediction made from it by growing one organ, shrinking another, shifting a third, dropping one
+    (absent in pred), adding a false island of a label the crop lacks (absent in ref), and letting
+    an organ run into the crop's border."""
+    import SimpleITK as sitk
+    from scipy.ndimage import binary_dilation
+
+    from FreqAdvSegmentLib.samples.sample_data import sample_labels_path
+
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(sample_labels_path()))).transpose(2, 1, 0)  # [x, y, z]
+    counts = np.bincount(labels.ravel(), minlength=14)
+    # The crop around the liver (label 6) reaches its neighbours; centred on the liver's centroid.
+    centre = np.argwhere(labels == 6).mean(0).astype(int)
+    lo = np.clip(centre - (28, 24, 20), 0, np.array(labels.shape) - (56, 48, 40))
+    ref = np.ascontiguousarray(labels[lo[0] : lo[0] + 56, lo[1] : lo[1] + 48, lo[2] : lo[2] + 40]).astype(np.uint8)
+    present = [c for c in range(1, 14) if (ref == c).any()]
+    assert len(present) >= 4 and counts[6] > 0, "the sample's liver crop should hold several organs"
+    pred = ref.copy()
+    grow, shrink, shift, drop = present[:4]
+    pred[binary_dilation(ref == grow, iterations=2) & (ref == 0)] = grow
+    pred[(ref == shrink) & ~binary_erosion(ref == shrink)] = 0
+    moved = np.roll(ref == shift, (2, -1, 1), axis=(0, 1, 2))
+    pred[ref == shift] = 0
+    pred[moved] = shift
+    pred[pred == drop] = 0  # absent in the prediction
+    absent = next(c for c in range(1, 14) if c not in present)
+    pred[3:6, 40:44, 2:5] = absent  # absent in the reference: a false organ
+    return pred, ref
+
+
+def test_matches_monai_on_real_organs(sample_label_crop):
+    """Dice to 1e-6 and HD95 to float32 precision (far inside a voxel) against MONAI's own functions,
+    including labels absent from one map or both (where this module's rule replaces MONAI's 1/inf)."""
+    pred, ref = sample_label_crop
+    names = [f"label{c}" for c in range(14)]
+    spacing = (0.75, 0.75, 1.0)
+    result = segmentation_metrics(pred, ref, spacing, names, include_background=True)
+    dice, hd = monai_reference(pred, ref, spacing, 14)
+    kinds = set()
+    for c, name in enumerate(names):
+        entry, in_ref, in_pred = result["per_class"][name], (ref == c).any(), (pred == c).any()
+        kinds.add((bool(in_ref), bool(in_pred)))
+        if in_ref and in_pred:
+            assert entry["dice"] == pytest.approx(dice[c], abs=1e-6)
+            assert entry["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+        elif in_ref or in_pred:
+            assert entry["dice"] == 0.0 == pytest.approx(dice[c])
+            assert math.isnan(entry["hd95_mm"]) and not math.isfinite(hd[c])  # MONAI: inf or NaN; here: NaN, a note
+        else:
+            assert math.isnan(entry["dice"]) and math.isnan(entry["hd95_mm"])
+    assert kinds == {(True, True), (True, False), (False, True), (False, False)}, "every case is covered"
+    assert any(0.0 < result["per_class"][n]["hd95_mm"] for n in names[1:]), "some organ really differs"
+
+
+def test_box_at_the_volume_border_and_thin_organs():
+    """Organs on the volume's faces and one voxel thick: the box clipped there gives MONAI's values."""
+    rng = np.random.default_rng(0)
+    ref = np.zeros((20, 18, 9), np.uint8)
+    ref[0:6, :, 0:3] = 1  # spans one axis entirely and touches three faces
+    ref[10, 4:15, 2:8] = 2  # one voxel thick
+    ref[14:20, 10:18, 5:9] = 3  # in the far corner
+    pred = ref.copy()
+    flip = rng.random(ref.shape) < 0.05
+    pred[flip] = rng.integers(0, 4, ref.shape, dtype=np.uint8)[flip]
+    result = segmentation_metrics(pred, ref, SPACING, ["bg", "a", "b", "c"], include_background=True)
+    dice, hd = monai_reference(pred, ref, SPACING, 4)
+    for c, name in enumerate(["bg", "a", "b", "c"]):
+        assert result["per_class"][name]["dice"] == pytest.approx(dice[c], abs=1e-6)
+        assert result["per_class"][name]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+
+
+def test_many_labels_use_a_wider_pair_map():
+    """More than 16 labels (e.g. TotalSegmentator's 105): the pair map leaves uint8 and still
+    gives MONAI's Dice and HD95."""
+    rng = np.random.default_rng(3)
+    ref = np.zeros((16, 14, 10), np.uint8)
+    for c in range(1, 20):  # 19 small blocks of labels 1..19
+        x, y = (c - 1) % 4 * 4, (c - 1) // 4 * 3
+        ref[x : x + 3, y : y + 2, 2:7] = c
+    pred = ref.copy()
+    noise = rng.random(ref.shape) < 0.08
+    pred[noise] = rng.integers(0, 20, ref.shape, dtype=np.uint8)[noise]
+    names = [str(c) for c in range(20)]
+    result = segmentation_metrics(pred, ref, SPACING, names)
+    dice, hd = monai_reference(pred, ref, SPACING, 20)
+    for c in range(1, 20):
+        assert result["per_class"][str(c)]["dice"] == pytest.approx(dice[c], abs=1e-6)
+        if (pred == c).any():
+            assert result["per_class"][str(c)]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)

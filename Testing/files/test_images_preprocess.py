@@ -437,7 +437,7 @@ def test_atomic_output_dir_success(tmp_path):
         assert out.parent == final.parent and out != final and not final.exists()
         (out / "report.json").write_text("{}")
     assert sorted(os.listdir(final)) == [".freqadv", "report.json"]  # the stamp lists what it wrote
-    assert json.loads((final / ".freqadv").read_text())["files"] == ["report.json"]
+    assert sorted(json.loads((final / ".freqadv").read_text())["files"]) == ["report.json"]
     assert os.listdir(final.parent) == ["case01"]
 
 
@@ -468,3 +468,22 @@ def test_atomic_output_dir_existing_folder(tmp_path):
         (out / "b.txt").write_text("b")
     assert sorted(os.listdir(final)) == [".freqadv", "b.txt"]
     assert os.listdir(tmp_path) == ["case01"]
+
+
+def test_fast_gzip_writes_the_bytes_itk_would(tmp_path):
+    """The .nii.gz written with the fast gzip decompresses to exactly ITK's own .nii.gz content
+    (header and data), so readers see the same file as before; other formats still go through ITK."""
+    import gzip
+
+    from FreqAdvSegmentLib.samples.sample_data import sample_ct_path
+
+    ct = sitk.ReadImage(str(sample_ct_path()))
+    delta = sitk.Cast(ct, sitk.sitkFloat32) * 0.01 - 3.5  # a float volume, like the perturbation
+    for img, name in ((ct, "ct"), (delta, "delta")):
+        write_image(img, tmp_path / f"{name}.nii.gz")
+        sitk.WriteImage(img, str(tmp_path / f"{name}_itk.nii.gz"), useCompression=True)
+        ours = gzip.decompress((tmp_path / f"{name}.nii.gz").read_bytes())
+        assert ours == gzip.decompress((tmp_path / f"{name}_itk.nii.gz").read_bytes())
+        back = sitk.ReadImage(str(tmp_path / f"{name}.nii.gz"))
+        assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(img))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nii.gz", "ct_itk.nii.gz", "delta.nii.gz", "delta_itk.nii.gz"]

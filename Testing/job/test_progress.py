@@ -20,7 +20,7 @@ def test_json_lines_round_trip():
 
 
 def test_cli_writes_json_instead_of_bars_only_when_asked(monkeypatch, capsys):
-    import FreqAdvSegmentLib.cli as cli
+    import FreqAdvSegmentLib.cli.console as cli
 
     monkeypatch.setenv(PROGRESS_ENV, "json")
     assert json_requested()

@@ -19,7 +19,7 @@ def _installed(**versions):
 
 
 def test_torch_never_goes_through_pip():
-    everything = {n: "99" for n in ("monai", "numpy", "scipy", "nibabel", "safetensors", "einops", "tqdm", "matplotlib", "pyyaml")}
+    everything = {n: "99" for n in ("monai", "numpy", "scipy", "nibabel", "safetensors", "einops", "tqdm", "matplotlib", "pyyaml", "isal")}
     plan = plan_install(REQUIREMENTS, installed=_installed(**everything))
     assert plan.torch == ">=2.8" and plan.pip == (), "no torch: PyTorch Utils installs it, pip nothing"
     assert not any(line.lower().startswith("torch") for line in plan_install(REQUIREMENTS, installed=_installed()).pip)

@@ -31,7 +31,7 @@ from FreqAdvSegmentLib.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from FreqAdvSegmentLib.training.cli import main as train_main
+from FreqAdvSegmentLib.cli.train import main as train_main
 from FreqAdvSegmentLib.training.data import read_datalist
 from FreqAdvSegmentLib.training.losses import frequency_consistency_loss
 from FreqAdvSegmentLib.training.grad_checkpointing import enable_gradient_checkpointing
@@ -452,7 +452,8 @@ DDP_WORKER = textwrap.dedent(
     import json, sys
     import torch
     from FreqAdvSegmentLib.job.pipeline import AttackRequest, RunOptions
-    from FreqAdvSegmentLib.training import TrainConfig, Trainer, evaluate_datalist_distributed
+    from FreqAdvSegmentLib.evaluation.distributed_eval import evaluate_datalist_distributed
+    from FreqAdvSegmentLib.training import TrainConfig, Trainer
     from FreqAdvSegmentLib.training.distributed import cleanup, init_distributed
 
     datalist, out, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

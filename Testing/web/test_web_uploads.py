@@ -94,6 +94,8 @@ def _zip(members: dict[str, bytes], path: Path, link: str | None = None) -> Path
     (lambda p: _zip({"/abs.dcm": b"x" * 200}, p), 415, "outside the archive"),
     (lambda p: _zip({"a.dcm": b"x" * 200}, p, link="link.dcm"), 415, "is a link"),
     (lambda p: _zip({"bomb.dcm": bytes(50 * 2**20)}, p), 413, "expands"),
+    # Members of exactly 1 MiB once skipped the ratio check (issue 29).
+    (lambda p: _zip({f"s{k}.dcm": bytes(2**20) for k in range(40)}, p), 413, "expands"),
     (lambda p: _zip({"notes.txt": b"hello" * 100}, p), 415, "no DICOM series"),
 ])
 def test_bad_zips_are_refused_before_they_are_read(tmp_path, make, status, words):
@@ -143,3 +145,44 @@ def test_labels_must_fit_the_ct_on_show():
                        (too_high, "values 0..40"), (fractional, "fractional")):
         with pytest.raises(ValueError, match=words):
             check_labels(bad, volume)
+
+
+# --- NRRD headers that ITK splits differently (issue 29) -------------------------------------------
+
+
+def _nrrd_with_hidden_field(secret: Path, separator: bytes) -> bytes:
+    """A 4x4x4 short NRRD whose comment hides a ``data file:`` field behind ``separator``."""
+    return (b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 4\nencoding: raw\nendian: little\n"
+            b"# a harmless note" + separator + b"data file: " + str(secret).encode() + b"\n\n" + bytes(128))
+
+
+@pytest.mark.parametrize("separator", [b"\r", b"\r\r", b" \r "])
+def test_a_carriage_return_cannot_smuggle_a_server_file_into_an_upload(tmp_path, separator):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(128)))
+    data = _nrrd_with_hidden_field(secret, separator)
+    if separator == b"\r":  # the threat is real: ITK reads the server file as the voxels
+        (tmp_path / "probe.nrrd").write_bytes(data)
+        voxels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "probe.nrrd")))
+        assert voxels.tobytes() == secret.read_bytes()
+    store = uploads.UploadStore(tmp_path / "up", uploads.Limits(max_bytes=2**20))
+    with pytest.raises(uploads.UploadError, match="carriage return") as err:
+        _receive(store, "ct.nrrd", data)
+    assert err.value.status == 415 and list((tmp_path / "up").iterdir()) == []
+
+
+@pytest.mark.parametrize("line", [b"# see data file: /etc/passwd", b"Data  File: /etc/passwd", b"datafile: LIST",
+                                  b"data file:=/etc/passwd"])
+def test_any_data_file_mention_is_refused(tmp_path, line):
+    data = b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 4\n" + line + b"\n\n" + bytes(128)
+    store = uploads.UploadStore(tmp_path / "up", uploads.Limits(max_bytes=2**20))
+    with pytest.raises(uploads.UploadError, match="detached") as err:
+        _receive(store, "ct.nrrd", data)
+    assert err.value.status == 415
+
+
+def test_a_plain_nrrd_upload_still_passes(tmp_path):
+    sitk.WriteImage(_ct(), str(tmp_path / "ct.nrrd"))
+    store = uploads.UploadStore(tmp_path / "up", uploads.Limits(max_bytes=2**20))
+    upload_id = _receive(store, "ct.nrrd", (tmp_path / "ct.nrrd").read_bytes())
+    assert store.get(upload_id).size == (16, 12, 6)

@@ -1,55 +1,60 @@
-"""APGD (Croce & Hein, ICML 2020, Auto-PGD) on the Dice-CE loss, L-inf budget.
+"""APGD (Croce & Hein, ICML 2020, Auto-PGD) on the Dice-CE loss, L-inf budget, with the schedule
+of the reference implementation (fra31/auto-attack, ``APGDAttack``), which differs from the
+paper's formula in several places:
 
-APGD replaces PGD's fixed step by a schedule driven by the attack's own progress:
+    start:  x_0 = clip(x + eps * t / max|t|, 0, 1), t uniform in [-1, 1]
+    step:   z = P(x_k + eta sign(grad f(x_k)))
+            x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1})),  a = 1 at the first step, 0.75 after
+    eta_0 = 2 eps, per volume
 
-    eta_0 = 2 eps;  x_1 = P(x_0 + eta sign(grad f(x_0)))
-    z_{k+1} = P(x_k + eta sign(grad f(x_k)))
-    x_{k+1} = P(x_k + a (z_{k+1} - x_k) + (1 - a)(x_k - x_{k-1})),   momentum a = 0.75
+Checkpoints: the first after k = max(int(0.22 N), 1) steps, then every k steps with k shrinking by
+max(int(0.03 N), 1) down to max(int(0.06 N), 1) (14 checkpoints at N = 20, where the paper's
+formula gives 8). At a checkpoint the step is halved, and the iterate restarts from the best
+point, when
 
-At the checkpoints w_j = ceil(p_j N), p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03,
-0.06), the step is halved and the iterate restarts from the best point found when
+    1. at most 0.75 k (``<=``) of the last k steps raised the loss (the reference counts the
+       first step of the run against an initial zero), or
+    2. the step was *not* halved at the last checkpoint and the best loss has not improved since
+       (``>=``); at the first checkpoint this test is off (the reference starts as "just halved").
 
-    1. fewer than rho (w_j - w_{j-1}) of the steps since the last checkpoint raised the loss
-       (rho = 0.75), or
-    2. the step was not halved at the last checkpoint and the best loss has not improved since.
-
-The result is the best point seen (highest loss), not the last. P projects onto the eps-ball
-around x and [0, 1]. The schedule is kept for the whole batch (the engine attacks one volume at
-a time); with ``steps`` N the attack costs N + 1 gradient passes.
+A restart keeps the momentum term: x_{k-1} stays the point before the last step. The result is
+the best point (highest loss), not the last. Every volume of a batch runs its own schedule and
+step size; the attack costs N + 1 gradient passes per volume.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .base import Attack, AttackResult, Progress
-from .spec import AttackSpec
+from .spec import AttackSpec, Preset
 from .voxel import EPS_PARAM, EPS_SWEEP, EPS8_PRESET, STEPS_PARAM, check_positive
 
 MOMENTUM = 0.75
 RHO = 0.75
 
 
+def apgd_schedule(steps: int) -> tuple[int, int, int]:
+    """(first span, smallest span, span decrement) of the reference's checkpoints for ``steps``."""
+    return max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+
+
 def apgd_checkpoints(steps: int) -> list[int]:
-    """The iterations w_1 < w_2 < ... <= steps at which APGD may halve its step."""
-    p = [0.0, 0.22]
-    while True:
-        nxt = p[-1] + max(p[-1] - p[-2] - 0.03, 0.06)
-        if nxt > 1.0:
-            break
-        p.append(nxt)
-    # round() first: 0.22 * 100 is 22.000000000000004 in floating point, not above 22.
-    marks = sorted({math.ceil(round(q * steps, 9)) for q in p[1:]})
-    return [w for w in marks if 0 < w <= steps]
+    """The iterations (1-based counts of steps) at which APGD checks its step size."""
+    first, smallest, decrement = apgd_schedule(steps)
+    marks, k, at = [], first, 0
+    while at + k <= steps:
+        at += k
+        marks.append(at)
+        k = max(k - decrement, smallest)
+    return marks
 
 
 def halve_step(raised: int, span: int, halved_last: bool, best_last: float, best_now: float, rho: float = RHO) -> bool:
-    """APGD's rule at a checkpoint: halve when ``raised`` (steps since the last checkpoint that
-    raised the loss) < rho * ``span``, or when the last checkpoint did not halve and the best loss
-    did not improve since (``best_now <= best_last``)."""
-    return raised < rho * span or (not halved_last and best_now <= best_last)
+    """APGD's rule at a checkpoint: halve when ``raised`` (of the last ``span`` steps, those that
+    raised the loss) <= rho * span, or when the last checkpoint did not halve and the best loss
+    did not improve since (``best_last >= best_now``)."""
+    return raised <= rho * span or (not halved_last and best_last >= best_now)
 
 
 class APGD(Attack):
@@ -66,37 +71,52 @@ class APGD(Attack):
         return torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp(0.0, 1.0)
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, progress: Progress | None) -> AttackResult:
-        noise = torch.rand(x.shape, generator=self.generator, device=x.device) * 2 - 1
-        x_cur = self._project(x + self.eps * noise, x)
-        f_cur, g_cur = self.loss_grad(x_cur, y)
-        x_prev = x_cur
-        best = (f_cur, x_cur, g_cur)
-        eta = 2.0 * self.eps
-        checkpoints, last_mark = set(apgd_checkpoints(self.steps)), 0
-        raised, halved_last, best_last = 0, False, f_cur
+        advs, bests, history = [], [], []
+        for b in range(x.shape[0]):  # one schedule and step size per volume, as the reference
+            adv, best, steps = self._single(x[b : b + 1], y[b : b + 1], progress)
+            advs.append(adv)
+            bests.append(best)
+            history += [{**h, "volume": b} for h in steps] if x.shape[0] > 1 else steps
+        best_loss = bests[0] if len(bests) == 1 else bests
+        return AttackResult(torch.cat(advs), x, y, history, {"best_loss": best_loss})
+
+    def _single(self, x: torch.Tensor, y: torch.Tensor, progress: Progress | None):
+        t = torch.rand(x.shape, generator=self.generator, device=x.device) * 2 - 1
+        x_adv = (x + self.eps * t / t.abs().max()).clamp(0.0, 1.0)
+        f, grad = self.loss_grad(x_adv, y)
+        best_f, best_x, best_g = f, x_adv, grad
+        eta, x_old = 2.0 * self.eps, x_adv
+        first, smallest, decrement = apgd_schedule(self.steps)
+        span, counter, halved_last, best_last = first, 0, True, best_f
+        losses = [0.0] * self.steps  # the reference's loss_steps: its wrap-around reads the zeros
         history = []
-        for k in range(self.steps):
-            z = self._project(x_cur + eta * g_cur.sign(), x)
-            x_next = z if k == 0 else self._project(x_cur + MOMENTUM * (z - x_cur) + (1 - MOMENTUM) * (x_cur - x_prev), x)
-            f_next, g_next = self.loss_grad(x_next, y)
-            raised += int(f_next > f_cur)
-            if f_next > best[0]:
-                best = (f_next, x_next, g_next)
-            history.append({"step": k, "loss": f_next, "eta": eta})
-            x_prev, x_cur, f_cur, g_cur = x_cur, x_next, f_next, g_next
-            if k + 1 in checkpoints:
-                halved_last = halve_step(raised, k + 1 - last_mark, halved_last, best_last, best[0])
-                if halved_last:  # restart from the best point with half the step
+        for i in range(self.steps):
+            a = MOMENTUM if i > 0 else 1.0
+            momentum, x_old = x_adv - x_old, x_adv
+            z = self._project(x_adv + eta * grad.sign(), x)
+            x_adv = self._project(x_adv + a * (z - x_adv) + (1 - a) * momentum, x)
+            f, grad = self.loss_grad(x_adv, y)
+            losses[i] = f
+            if f > best_f:
+                best_f, best_x, best_g = f, x_adv, grad
+            history.append({"step": i, "loss": f, "eta": eta})
+            counter += 1
+            if counter == span:
+                raised = sum(losses[i - j] > losses[i - j - 1] for j in range(span))
+                halved_last = halve_step(raised, span, halved_last, best_last, best_f)
+                best_last = best_f
+                if halved_last:  # restart from the best point with half the step; momentum stays
                     eta /= 2.0
-                    f_cur, x_cur, g_cur = best
-                    x_prev = x_cur
-                raised, last_mark, best_last = 0, k + 1, best[0]
-            self._tick(progress, k + 1, self.steps)
-        return AttackResult(best[1], x, y, history, {"best_loss": best[0]})
+                    x_adv, grad = best_x, best_g
+                span, counter = max(span - decrement, smallest), 0
+            self._tick(progress, i + 1, self.steps)
+        return best_x, best_f, history
 
 
 SPEC = AttackSpec(
     "apgd", APGD, "APGD",
-    "Auto-PGD on Dice-CE: step halving at checkpoints, momentum 0.75, best point kept (Croce & Hein 2020)",
-    (EPS_PARAM, STEPS_PARAM), (EPS8_PRESET,), strength="eps", sweep=EPS_SWEEP,
+    "Auto-PGD on Dice-CE: the reference code's step halving at checkpoints, momentum 0.75, best point kept (Croce & Hein 2020)",
+    (EPS_PARAM, STEPS_PARAM),
+    (EPS8_PRESET, Preset("autoattack", "AutoAttack's standard run of APGD: 100 iterations", {"steps": 100})),
+    strength="eps", sweep=EPS_SWEEP,
 )

@@ -13,10 +13,14 @@ which is what a radiologist without ground truth needs.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,6 +61,27 @@ class AttackInputError(ValueError):
     """An input the attack cannot work on; the message says what was wrong and what to do."""
 
 
+def _finite_arguments(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` with a ValueError first for any number argument that is NaN or infinite."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def checked(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            return init(self, *args, **kwargs)  # let Python say what is wrong with the call
+        for name, value in bound.arguments.items():
+            values = value.items() if isinstance(value, dict) and name != "self" else [(name, value)]
+            for key, item in values:
+                if isinstance(item, (float, np.floating)) and not math.isfinite(item):
+                    raise ValueError(f"{type(self).__name__}: {key} must be a finite number, got {item}")
+        return init(self, *args, **kwargs)
+
+    checked._checks_finite = True  # type: ignore[attr-defined]
+    return checked
+
+
 class Attack:
     """Base class. Subclasses implement :meth:`_attack`.
 
@@ -71,6 +96,14 @@ class Attack:
     """
 
     name = "attack"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every attack's constructor refuses a NaN or infinite number (eps=nan gave all-NaN
+        # volumes silently), without each attack repeating the check.
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_checks_finite", False):
+            cls.__init__ = _finite_arguments(init)
 
     def __init__(
         self,

@@ -77,6 +77,14 @@ class Catalog:
         """The attack names, in the order they were added."""
         return tuple(self._entries)
 
+    def adversarial_names(self) -> tuple[str, ...]:
+        """The adversarial attacks' names (every entry but the realistic corruptions)."""
+        return tuple(n for n, e in self._entries.items() if e.adversarial)
+
+    def corruption_names(self) -> tuple[str, ...]:
+        """The realistic CT corruptions' names (``adversarial`` False: dose, kernel, ...)."""
+        return tuple(n for n, e in self._entries.items() if not e.adversarial)
+
     def specs(self) -> tuple[Entry, ...]:
         """Every attack's entry, in the order they were added."""
         return tuple(self._entries.values())
@@ -210,7 +218,7 @@ def _attack_json(info: AttackInfo) -> dict[str, Any]:
     return {
         "name": info.name, "title": info.title, "summary": info.summary, "domain": info.domain,
         "strength": info.strength, "sweep": list(info.sweep), "trainable": info.trainable,
-        "training_preset": info.training_preset,
+        "training_preset": info.training_preset, "adversarial": info.adversarial,
         "params": [_param_json(p, defaults[p.name]) for p in info.params],
         "presets": [{"name": p.name, "description": p.description,
                      "values": {k: _value_json(v) for k, v in p.values.items()}} for p in info.presets],
@@ -243,5 +251,5 @@ def _attack_info(a: Mapping[str, Any]) -> AttackInfo:
     presets = tuple(Preset(p["name"], p["description"], {k: _value(v) for k, v in p["values"].items()}) for p in a["presets"])
     return AttackInfo(
         a["name"], a["title"], a["summary"], params, presets, {p["name"]: _value(p["default"]) for p in a["params"]},
-        a["domain"], a["strength"], tuple(a["sweep"]), a["trainable"], a["training_preset"],
+        a["domain"], a["strength"], tuple(a["sweep"]), a["trainable"], a["training_preset"], a.get("adversarial", True),
     )

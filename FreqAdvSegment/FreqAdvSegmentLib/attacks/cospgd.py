@@ -37,6 +37,8 @@ class CosPGD(PGD):
 
     name = "cospgd"
 
+    own_loss = True  # its loss is the point of the attack: the loss option is refused
+
     def _step_loss(self, step: int) -> tuple[SegLoss, dict[str, float]]:
         return cospgd_loss, {}
 

@@ -133,8 +133,12 @@ def budget(
 ) -> dict[str, float]:
     """How large a change is, as a radiologist would see it.
 
+    Works on the body's bounding box, a slab of slices at a time, in float32 (sums in float64):
+    a 66 Mvox CT needs no full-grid float copy, so the inputs may be views of SimpleITK images
+    (``GetArrayViewFromImage``) in their own pixel type.
+
     Args:
-        original_hu: the clean CT [Z, Y, X] in HU, on the input's own grid.
+        original_hu: the clean CT [Z, Y, X] in HU, on the input's own grid (any real dtype).
         delta_hu: the change [Z, Y, X] in HU on the same grid (adversarial - original).
         window: the model's intensity window (a_min, a_max) in HU; PSNR's peak is its width and
             SSIM compares the two volumes as the model sees them (windowed to [0, 1]).
@@ -145,18 +149,31 @@ def budget(
     """
     if original_hu.shape != delta_hu.shape:
         raise ValueError(f"the CT {original_hu.shape} and its change {delta_hu.shape} must be on one grid")
-    mask = body_mask(original_hu) if mask is None else mask.astype(bool)
-    inside = np.abs(delta_hu[mask]).astype(np.float64)
-    linf_hu = float(inside.max()) if inside.size else 0.0
-    rms_hu = float(np.sqrt(np.mean(inside**2))) if inside.size else 0.0
+    mask = body_mask(original_hu) if mask is None else np.asarray(mask, dtype=bool)
+    box = _box(mask)
+    linf_hu, sum_sq, body_voxels, ssim_value = 0.0, 0.0, 0, float("nan")
+    if box is not None:
+        hu, delta, inside = original_hu[box], delta_hu[box], mask[box]
+        slab = max(1, _SLAB_VOXELS // max(1, hu.shape[1] * hu.shape[2]))
+        for start in range(0, hu.shape[0], slab):
+            change = delta[start : start + slab][inside[start : start + slab]]
+            if change.size:
+                linf_hu = max(linf_hu, float(np.abs(change).max()))
+                change = change.astype(np.float64)
+                sum_sq += float(np.dot(change, change))
+                body_voxels += change.size
+        # The box keeps one voxel around the body: every in-body voxel keeps its SSIM window, and
+        # the voxels it leaves out (on the volume's faces) are the ones masked_ssim leaves out.
+        ssim_value = _ssim_over_mask(hu, delta, inside, window, slab)
+    rms_hu = math.sqrt(sum_sq / body_voxels) if body_voxels else 0.0
     width = float(window[1] - window[0])
     return {
         "linf_hu": linf_hu,
         "rms_hu": rms_hu,
         "psnr_db": 20.0 * math.log10(width / rms_hu) if rms_hu > 0 else float("inf"),
-        "ssim": masked_ssim(_windowed(original_hu, window), _windowed(original_hu + delta_hu, window), mask),
-        "body_voxels": int(mask.sum()),
-        "linf_hu_anywhere": float(np.abs(delta_hu).max()) if delta_hu.size else 0.0,
+        "ssim": ssim_value,
+        "body_voxels": body_voxels,
+        "linf_hu_anywhere": max(float(delta_hu.max()), -float(delta_hu.min())) if delta_hu.size else 0.0,
     }
 
 
@@ -169,19 +186,57 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray, slab: int = 32) 
     Returns:
         the mean over the masked voxels at least one voxel from the border; NaN if there are none.
     """
-    if min(a.shape) < 3:
-        return float("nan")
+    total, count = 0.0, 0
+    for start, stop in _halo_slabs(a.shape, slab):
+        part, n = _local_ssim_sum(a[start:stop], b[start:stop], mask[start:stop])
+        total, count = total + part, count + n
+    return total / count if count else float("nan")
+
+
+# Voxels per slab of the budget's passes: bounds the SSIM's moment volumes to ~0.3 GB.
+_SLAB_VOXELS = 1 << 22
+
+
+def _ssim_over_mask(hu: np.ndarray, delta: np.ndarray, mask: np.ndarray, window: tuple[float, float], slab: int) -> float:
+    """masked_ssim of the windowed clean and changed CT, each slab windowed as it is needed."""
+    total, count = 0.0, 0
+    for start, stop in _halo_slabs(hu.shape, slab):
+        clean = hu[start:stop].astype(np.float32)
+        changed = clean + delta[start:stop]
+        part, n = _local_ssim_sum(_windowed(clean, window), _windowed(changed, window), mask[start:stop])
+        total, count = total + part, count + n
+    return total / count if count else float("nan")
+
+
+def _halo_slabs(shape: tuple[int, ...], slab: int) -> list[tuple[int, int]]:
+    """(start, stop) Z ranges of ``slab`` output slices plus the SSIM window's 2-slice halo;
+    none for a volume thinner than the window."""
+    if min(shape) < 3:
+        return []
+    return [(start, min(start + slab + 2, shape[0])) for start in range(0, shape[0] - 2, slab)]
+
+
+def _local_ssim_sum(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """Sum and count of the local SSIM over the masked voxels away from the slab's border, [z, Y, X]
+    slabs of a, b in [0, 1]; slabs with no such voxel cost nothing."""
     inner = mask[1:-1, 1:-1, 1:-1]
-    total, count = 0.0, int(inner.sum())
+    count = int(inner.sum())
     if count == 0:
-        return float("nan")
-    for start in range(0, a.shape[0] - 2, slab):
-        stop = min(start + slab + 2, a.shape[0])  # 2 extra slices: the window's halo
-        x = torch.from_numpy(np.ascontiguousarray(a[start:stop], dtype=np.float32))[None, None]
-        y = torch.from_numpy(np.ascontiguousarray(b[start:stop], dtype=np.float32))[None, None]
-        local = ssim3d_local(x, y)[0].numpy()  # [stop - start - 2, Y - 2, X - 2]
-        total += float(local[inner[start : stop - 2]].sum(dtype=np.float64))
-    return total / count
+        return 0.0, 0
+    x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
+    y = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))[None, None]
+    local = ssim3d_local(x, y)[0].numpy()  # [z - 2, Y - 2, X - 2]
+    return float(local[inner].sum(dtype=np.float64)), count
+
+
+def _box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask`` widened by one voxel (inside the volume); None if empty."""
+    from scipy.ndimage import find_objects
+
+    found = find_objects(mask.view(np.uint8), max_label=1)[0] if mask.size else None
+    if found is None:
+        return None
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(found, mask.shape))
 
 
 def _windowed(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:

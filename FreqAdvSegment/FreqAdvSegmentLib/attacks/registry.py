@@ -7,7 +7,9 @@
 
 Adding an attack: write its class and its ``SPEC`` (an :class:`~.spec.AttackSpec`) in one new file
 under ``attacks/``, and add one ``register(...)`` line to :func:`_register_builtins`. A user's own
-attack is registered the same way, at run time: ``registry.register(MY_SPEC)``.
+attack is registered the same way, at run time: ``registry.register(MY_SPEC)``. The realistic
+CT corruptions of :mod:`FreqAdvSegmentLib.corruptions` are registered here too, after the attacks,
+with ``adversarial=False`` (:func:`corruption_names`).
 
 A *method* is written ``name`` or ``name:preset`` (``vafa:public-code``) wherever one string has
 to say both, e.g. a menu entry. A whole attack request, with its own parameters, is one string
@@ -35,6 +37,8 @@ specs = REGISTERED.specs
 get = REGISTERED.get
 split_method = REGISTERED.split_method
 methods = REGISTERED.methods
+adversarial_names = REGISTERED.adversarial_names
+corruption_names = REGISTERED.corruption_names
 resolve = REGISTERED.resolve
 build = REGISTERED.build
 parse_request = REGISTERED.parse_request
@@ -78,6 +82,19 @@ def _register_builtins() -> None:
     register(cospgd.SPEC)
     register(apgd.SPEC)
     register(ensemble.SPEC)
+    # The realistic CT corruptions (not adversarial), after the attacks, one line each. They live in
+    # FreqAdvSegmentLib/corruptions/, which is built on attacks/ alone (base, spec) and imports
+    # nothing else from the engine, so attacks/ still stands apart from the engine.
+    from ..corruptions import blur, dose, kernel, motion, noise, offset, ring, thickness
+
+    register(dose.SPEC)
+    register(kernel.SPEC)
+    register(thickness.SPEC)
+    register(motion.SPEC)
+    register(ring.SPEC)
+    register(noise.SPEC)
+    register(blur.SPEC)
+    register(offset.SPEC)
 
 
 _register_builtins()

@@ -14,7 +14,8 @@ own spectrum, which keeps SSIM high at a given Dice drop (the paper: UNETR on Sy
 74.3 -> 37.2 at SSIM about 0.95, where VAFA reaches 37.9 at SSIM about 0.66).
 
 During the steps the model sees x' unclipped, as in the public code (clipping would zero the
-gradient of saturated voxels); the returned volume is clipped to [0, 1].
+gradient of saturated voxels); the returned volume is clipped to [0, 1]. As in the public code,
+the returned volume is the x' of the last step, computed before the last update of the factors.
 """
 
 from __future__ import annotations
@@ -28,25 +29,29 @@ from .ssim import ssim3d
 
 BANDS = ("all", "low", "middle", "high")
 FACTOR_STEP = 0.1  # the paper's signed step on the factors
+# The authors' README runs loss = -0.2 DiceCE + 0.75 (1 - SSIM). Signed steps only see the sign of
+# the gradient, so dividing by 0.2 changes nothing: DiceCE - 3.75 (1 - SSIM) in this module's form.
+README_SSIM_WEIGHT = 0.75 / 0.2
 
 
 def band_mask(block: int, band: str, device: torch.device | str = "cpu") -> torch.Tensor:
     """Which coefficients of a [b, b, b] DCT block SA² scales (bool [b, b, b]).
 
-    With s = i + j + k the coefficient's index sum (0 at DC, 3(b-1) at the highest frequency):
-    low is s <= b/2 - 1, high is s >= 3(b-1) - (b/2 - 1) (the mirror image), middle is the rest
-    (the public code's masks, written as index sums). ``all`` is every coefficient. DC is never
-    scaled, whatever the band.
+    With s = i + j + k the coefficient's index sum (0 at DC, 3(b-1) at the highest frequency) and
+    h = b // 2: low is s <= b - 1 - h with k < h, high is s >= 2(b - 1) + h, middle is the rest:
+    the public code's ``get_masks`` (triangles stacked along the last axis) written as index
+    sums, odd block sizes included. ``all`` is every coefficient. DC is never scaled, whatever
+    the band.
     """
     if band not in BANDS:
         raise ValueError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
     r = torch.arange(block, device=device)
     s = r[:, None, None] + r[None, :, None] + r[None, None, :]
-    edge = block // 2 - 1
+    half = block // 2
     masks = {
         "all": torch.ones_like(s, dtype=torch.bool),
-        "low": s <= edge,
-        "high": s >= 3 * (block - 1) - edge,
+        "low": (s <= block - 1 - half) & (r[None, None, :] < half),
+        "high": s >= 2 * (block - 1) + half,
     }
     masks["middle"] = ~(masks["low"] | masks["high"])
     mask = masks[band].clone()
@@ -97,8 +102,10 @@ class SA2(Attack):
         mask = band_mask(self.block_size, self.band, x.device)
         lo, hi = 1.0 - self.rho, 1.0 + self.rho
         factors = lo + (hi - lo) * torch.rand(coeffs.shape, generator=self.generator, device=x.device)
+        used = factors  # the factors of the last x' the model saw: the public code returns that x'
         history = []
         for step in range(self.steps):
+            used = factors.detach()
             factors.requires_grad_(True)
             x_adv = self.transform(coeffs, factors, mask, shape)
             seg_loss, grad_x = self.loss_grad(x_adv, y)
@@ -116,8 +123,8 @@ class SA2(Attack):
             history.append(entry)
             self._tick(progress, step + 1, self.steps)
         with torch.no_grad():
-            x_adv = self.transform(coeffs, factors, mask, shape).clamp(0.0, 1.0)
-            effective = torch.where(mask, factors, torch.ones_like(factors))
+            x_adv = self.transform(coeffs, used, mask, shape).clamp(0.0, 1.0)
+            effective = torch.where(mask, used, torch.ones_like(used))
         return AttackResult(x_adv, x, y, history, {"factors": effective})
 
     @staticmethod
@@ -147,7 +154,11 @@ SPEC = AttackSpec(
         Param("ssim_weight", float, "weight of the (1 - SSIM) term; 0 turns it off (SA² default: off)", WEIGHT, 0, 1000),
     ),
     presets=(
-        Preset("paper", "the paper's setting: rho 0.2, 10 steps, 8^3 blocks, every band, no SSIM term"),
+        Preset("paper", "the paper's text and the public code's class defaults: rho 0.2, 10 steps, 8^3 blocks, "
+               "every band, no SSIM term"),
+        Preset("authors-run", "the authors' documented run (their README command): rho 0.4, 10 steps, 16^3 blocks, "
+               "SSIM on with lambda_ssim 0.75 against lambda_dice 0.2 (weight 3.75 here)",
+               {"rho": 0.4, "block_size": 16, "ssim_weight": README_SSIM_WEIGHT}),
         Preset("ssim", "with the optional SSIM term, weight 1", {"ssim_weight": 1.0}),
     ),
     strength="rho",

@@ -44,6 +44,8 @@ class SegPGD(PGD):
 
     name = "segpgd"
 
+    own_loss = True  # its loss is the point of the attack: the loss option is refused
+
     def _step_loss(self, step: int) -> tuple[SegLoss, dict[str, float]]:
         lam = segpgd_lambda(step, self.steps)
         return segpgd_loss(lam), {"lambda": lam}

@@ -16,6 +16,7 @@ which is where a Python user sees them (``VAFA(model, q_max=20.0, ...)``).
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -30,6 +31,8 @@ VOXELS = "voxels"
 WEIGHT = "weight"
 RATIO = "ratio"
 
+
+_HUGE_EXPONENT = re.compile(r"[eE][+-]?0*\d{4,}")  # past 1e999: far outside float's range
 
 @dataclass(frozen=True)
 class SameAs:
@@ -116,17 +119,22 @@ class Param:
                 return False
             raise ValueError(f"{self.name} must be true or false, got {raw!r}")
         if self.kind in (int, float):
+            # The rules of FreqAdvSegmentLib.finite.parse_number (attacks/ imports nothing outside
+            # itself): a huge exponent is refused before Fraction builds a billion-digit integer,
+            # and 1e309 (OverflowError in float()) is an error like nan and inf (refused by _number).
+            if _HUGE_EXPONENT.search(raw):
+                raise ValueError(f"{self.name} is out of range (a finite number is needed), got {raw!r}")
             try:
                 return float(Fraction(raw))
-            except (ValueError, ZeroDivisionError):
-                raise ValueError(f"{self.name} must be a number (or a fraction like 4/255), got {raw!r}") from None
+            except (ValueError, ZeroDivisionError, OverflowError):
+                raise ValueError(f"{self.name} must be a finite number (or a fraction like 4/255), got {raw!r}") from None
         return raw
 
     def _number(self, value: Any) -> float | int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
                 value = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValueError(f"{self.name} must be a number, got {value!r}") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"{self.name} must be a finite number, got {value}")
@@ -216,11 +224,13 @@ class AttackSpec(_Described):
         params: the attack's own constructor keywords (the run options roi_size, overlap,
             sw_batch_size, amp and seed are shared by all attacks and are not listed).
         presets: named settings; ``resolve(preset)`` applies them over the defaults.
-        domain: ``frequency``, ``voxel``, ``noise`` or ``ensemble``.
+        domain: ``frequency``, ``voxel``, ``noise``, ``ensemble`` or ``corruption``.
         strength: the parameter a robustness curve sweeps (``eps``, ``q_max``), if any.
         sweep: default values of ``strength`` for a curve, in engine units.
         trainable: usable as the attack of adversarial training.
         training_preset: the preset adversarial training starts from (the paper's AT setting).
+        adversarial: False for a realistic corruption (reduced dose, another kernel, ...; see
+            :mod:`FreqAdvSegmentLib.corruptions`): it runs like an attack but never uses the model.
     """
 
     name: str
@@ -234,6 +244,7 @@ class AttackSpec(_Described):
     sweep: tuple[float, ...] = ()
     trainable: bool = True
     training_preset: str | None = None
+    adversarial: bool = True
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
@@ -259,7 +270,7 @@ class AttackSpec(_Described):
         """This attack's description without its class: what the catalog file holds."""
         return AttackInfo(
             self.name, self.title, self.summary, self.params, self.presets, self.defaults(),
-            self.domain, self.strength, self.sweep, self.trainable, self.training_preset,
+            self.domain, self.strength, self.sweep, self.trainable, self.training_preset, self.adversarial,
         )
 
     def build(self, model: Any, preset: str | None = None, params: Mapping[str, Any] | None = None, **run_options: Any):
@@ -293,6 +304,7 @@ class AttackInfo(_Described):
     sweep: tuple[float, ...] = ()
     trainable: bool = True
     training_preset: str | None = None
+    adversarial: bool = True
 
     def defaults(self) -> dict[str, Any]:
         """Each parameter's default (the attack class's constructor default)."""

@@ -2,7 +2,8 @@
 
 VAFA's perceptual term is L_ssim = 1 - mean_i SSIM(x_i, x'_i) over its DCT blocks (paper Eq. 2).
 The public code computes it with pytorch_msssim (Gaussian window of size 3, sigma 1.5, data
-range 1, negative values clamped to zero); this module does the same in plain torch, with the
+range 1, nonnegative_ssim: the *mean* SSIM of each volume or block clamped to zero, not each
+local value); this module does the same in plain torch, with the
 window applied inside each block only ("valid" filtering), so blocks never see their neighbours.
 """
 
@@ -32,19 +33,23 @@ def ssim3d_map(x: torch.Tensor, y: torch.Tensor, win_size: int = 3, sigma: float
     Args:
         x, y: [N, 1, h, w, d] in [0, 1], each side >= win_size.
     Returns:
-        [N] mean SSIM per volume ("valid" window positions only; negatives clamped to 0).
+        [N] mean SSIM per volume ("valid" window positions only), clamped to >= 0 after the mean
+        as pytorch_msssim's nonnegative_ssim does.
     """
-    return ssim3d_local(x, y, win_size, sigma).flatten(1).mean(1)
+    return F.relu(ssim3d_local(x, y, win_size, sigma, clamp=False).flatten(1).mean(1))
 
 
-def ssim3d_local(x: torch.Tensor, y: torch.Tensor, win_size: int = 3, sigma: float = 1.5) -> torch.Tensor:
+def ssim3d_local(
+    x: torch.Tensor, y: torch.Tensor, win_size: int = 3, sigma: float = 1.5, clamp: bool = True
+) -> torch.Tensor:
     """The local SSIM values themselves, so a caller can average them over a mask.
 
     Args:
         x, y: [N, 1, h, w, d] in [0, 1], each side >= win_size.
     Returns:
         [N, h - win_size + 1, w - win_size + 1, d - win_size + 1] ("valid" positions; the value
-        at index i belongs to the voxel i + win_size // 2; negatives clamped to 0).
+        at index i belongs to the voxel i + win_size // 2; with ``clamp``, negative
+        structure terms are clamped to 0, which suits a map shown to people).
     """
     k = _gaussian_kernel3d(win_size, sigma, x.device, x.dtype)
     # One conv for the five local moments keeps the work in a single kernel call.
@@ -57,7 +62,7 @@ def ssim3d_local(x: torch.Tensor, y: torch.Tensor, win_size: int = 3, sigma: flo
     cov = xy - mu_x * mu_y
     cs = (2 * cov + C2) / (var_x + var_y + C2)
     lum = (2 * mu_x * mu_y + C1) / (mu_x**2 + mu_y**2 + C1)
-    return lum * F.relu(cs)
+    return lum * (F.relu(cs) if clamp else cs)
 
 
 def blockwise_ssim3d(x: torch.Tensor, y: torch.Tensor, block: int, win_size: int = 3) -> torch.Tensor:

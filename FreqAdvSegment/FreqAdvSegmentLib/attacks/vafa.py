@@ -104,8 +104,10 @@ class VAFA(Attack):
         shape = tuple(x.shape[2:])
         coeffs = blockwise_dct3(x * 255.0 - 128.0, self.block_size)  # constant over the steps
         q = torch.full_like(coeffs, self.q_init)
+        q_used = q  # the tables of the last x' the model saw (Alg. 1 and the public code return that x')
         history = []
         for step in range(self.steps):
+            q_used = q.detach()
             q.requires_grad_(True)
             x_adv = self.compress(coeffs, q, shape, self._round_fn(step))
             seg_loss, grad_x = self.loss_grad(x_adv, y)
@@ -116,9 +118,12 @@ class VAFA(Attack):
             q = (q.detach() + grad_q.sign()).clamp_(self.q_min, self.q_max)
             history.append({"step": step, "loss": seg_loss, "ssim": float(ssim.detach())})
             self._tick(progress, step + 1, self.steps)
+        # Algorithm 1 and the public code return x' computed before the last update of q; the
+        # tables after that update were never seen by the model. The output's rounding is
+        # re-applied to those tables (the soft round at the last alpha is exactly the loop's x').
         with torch.no_grad():
-            x_adv = self.compress(coeffs, q, shape, self._output_round_fn())
-        return AttackResult(x_adv, x, y, history, {"q_tables": q.detach()})
+            x_adv = self.compress(coeffs, q_used, shape, self._output_round_fn())
+        return AttackResult(x_adv, x, y, history, {"q_tables": q_used})
 
     def compress(self, coeffs: torch.Tensor, q: torch.Tensor, shape: tuple[int, int, int], round_fn) -> torch.Tensor:
         """Quantise, round, de-quantise and invert the DCT.
@@ -199,6 +204,8 @@ def _check_options(
         raise ValueError(f"renormalize must be None or 'slice', got {renormalize!r}")
 
 
+_PUBLIC_CODE = {"q_min": 5.0, "q_init": SameAs("q_max"), "output_rounding": "soft", "renormalize": "slice"}
+
 SPEC = AttackSpec(
     name="vafa",
     cls=VAFA,
@@ -218,9 +225,13 @@ SPEC = AttackSpec(
     ),
     presets=(
         Preset("paper", "Algorithm 1 of the paper: tables from 1 in [1, q_max], hard-rounded, clipped output"),
-        Preset("public-code", "as the authors' public code runs it: tables from q_max in [5, q_max], soft-rounded output, "
-               "every axial slice min-max renormalised (the renormalisation is what does most of the damage)",
-               {"q_min": 5.0, "q_init": SameAs("q_max"), "output_rounding": "soft", "renormalize": "slice"}),
+        Preset("public-code", "the public code's mechanics: tables from q_max in [5, q_max], soft-rounded output, "
+               "every axial slice min-max renormalised (the renormalisation is what does most of the damage); "
+               "8^3 blocks (its command-line default) with the SSIM term on, weight 1 (its --use_ssim_loss)",
+               _PUBLIC_CODE),
+        Preset("authors-run", "the authors' documented run (their README attack command): the public code's mechanics "
+               "with q_max 20, 20 steps, 32^3 blocks, SSIM term on (weight 1)",
+               {**_PUBLIC_CODE, "q_max": 20.0, "steps": 20, "block_size": 32, "ssim_weight": 1.0}),
         Preset("table5", "the paper's Table 5 and adversarial-training setting: q_max 20 on 32^3 blocks",
                {"q_max": 20.0, "block_size": 32}),
     ),

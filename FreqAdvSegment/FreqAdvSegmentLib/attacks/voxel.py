@@ -14,6 +14,12 @@ from .losses import SegLoss, cw_margin_loss
 from .spec import INTENSITY, RATIO, STEPS, WEIGHT, AttackSpec, Param, Preset
 
 
+def _refuse_loss(name: str, options: dict, why: str = "maximises its own loss") -> None:
+    """An attack that cannot honour the ``loss`` option refuses it rather than ignoring it."""
+    if options.get("loss") is not None:
+        raise ValueError(f"{name} {why} and cannot take the loss option; drop it")
+
+
 def check_positive(**values: float) -> None:
     """ValueError naming the first negative value (the voxel attacks' and the ensemble's check)."""
     for name, value in values.items():
@@ -44,10 +50,13 @@ class BIM(Attack):
 
     name = "bim"
     random_start = False
+    own_loss = False  # variants with a loss of their own (SegPGD, CosPGD) refuse the loss option
 
     def __init__(
         self, model: torch.nn.Module, eps: float = 4 / 255, alpha: float = 0.01, steps: int = 20, **kwargs
     ) -> None:
+        if self.own_loss:
+            _refuse_loss(self.name, kwargs)
         super().__init__(model, **kwargs)
         check_positive(eps=eps, alpha=alpha, steps=steps)
         self.eps, self.alpha, self.steps = float(eps), float(alpha), int(steps)
@@ -87,10 +96,26 @@ class PGD(BIM):
 
 
 class CW(Attack):
-    """Carlini-Wagner L2 attack adapted to segmentation.
+    """Carlini-Wagner L2 (Carlini & Wagner 2017) for a dense output.
 
-    Minimises ||x' - x||_2^2 + c * mean_voxels max(z_y - max_{j != y} z_j, -kappa) over
-    x' = (tanh(w) + 1) / 2 with Adam, so x' stays in [0, 1] without clipping.
+    Per volume b, with x' = (tanh(w) + 1) / 2 (so x' stays in [0, 1] without clipping) and the
+    per-voxel margin m_v = max(z_{y_v} - max_{j != y_v} z_j, -kappa), Adam minimises
+
+        ||x'_b - x_b||_2^2 + c_b * sum_v m_v
+
+    The margin is *summed* over voxels, like the squared distance, so c is the same per-voxel
+    trade-off at every volume size (averaging it would shrink c's weight by the voxel count).
+    In sliding-window mode the sum is the windows' mean margin times the volume's voxel count.
+
+    A binary search over c (``search_steps`` rounds of ``steps`` Adam steps each, every round from
+    the clean volume) finds, per volume, the smallest c that still succeeds; an iterate succeeds
+    when at least ``target_fraction`` of the foreground voxels get a label other than the one
+    attacked. The
+    result is the best iterate seen over all rounds (best-so-far tracking): the successful one
+    with the smallest L2 distance, or, for a volume that never succeeded, the one that fooled the
+    most voxels. As in C&W, c grows tenfold after a failure until an upper bound is known, then
+    bisects. Voxels labelled background (0) are not counted for success while the volume has
+    foreground: a fraction of all voxels would be dominated by the background.
     """
 
     name = "cw"
@@ -102,32 +127,92 @@ class CW(Attack):
         kappa: float = 0.0,
         steps: int = 50,
         lr: float = 0.01,
+        search_steps: int = 3,
+        target_fraction: float = 0.5,
         **kwargs,
     ) -> None:
+        _refuse_loss(self.name, kwargs)
         super().__init__(model, **kwargs)
         check_positive(c=c, kappa=kappa, steps=steps, lr=lr)
+        if search_steps < 1 or not 0.0 < target_fraction <= 1.0:
+            raise ValueError(f"search_steps must be >= 1 and target_fraction in (0, 1]; got {search_steps}, {target_fraction}")
         self.c, self.kappa, self.steps, self.lr = float(c), float(kappa), int(steps), float(lr)
+        self.search_steps, self.target_fraction = int(search_steps), float(target_fraction)
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, progress: Progress | None) -> AttackResult:
+        batch = x.shape[0]
+        c = torch.full((batch,), self.c, device=x.device)
+        lower, upper = torch.zeros_like(c), torch.full_like(c, float("inf"))
+        best = _CWBest(x)
+        history, total = [], self.steps * self.search_steps
+        for round_ in range(self.search_steps):
+            succeeded = self._round(x, y, c, best, history, progress, round_ * self.steps, total)
+            # C&W's search: a success bounds c from above, a failure from below.
+            upper = torch.where(succeeded, torch.minimum(upper, c), upper)
+            lower = torch.where(succeeded, lower, torch.maximum(lower, c))
+            c = torch.where(torch.isinf(upper), c * 10, (lower + upper) / 2)
+        extras = {"l2": best.l2.tolist(), "fooled": best.fooled.tolist(), "succeeded": best.success.tolist()}
+        return AttackResult(best.adv, x, y, history, extras)
+
+    def _round(self, x, y, c, best, history, progress, done, total) -> torch.Tensor:
+        """One round of Adam steps at the per-volume weights ``c`` [B]; updates ``best``.
+        Returns which volumes succeeded at least once in the round (bool [B])."""
         margin = cw_margin_loss(self.kappa)
+        voxels = float(y.numel())  # cw_margin_loss averages over the batch's voxels; this undoes it
+        weight = (c * voxels).view(-1, 1, 1, 1, 1)
         # atanh of exactly 0 or 1 is infinite; squeeze the start into the open interval.
         w = torch.atanh((x * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
         optimiser = torch.optim.Adam([w], lr=self.lr)
-        history = []
+        succeeded = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for step in range(self.steps):
             x_adv = (torch.tanh(w) + 1) / 2
             neg_margin, grad_x = self.loss_grad(x_adv, y, margin)
-            distance = ((x_adv - x) ** 2).flatten(1).sum(1).sum()
-            # grad_x is d(-margin)/dx'; chaining it through x'(w) minimises c * margin + distance.
-            objective = distance - self.c * (x_adv * grad_x).sum()
+            distance = ((x_adv - x) ** 2).flatten(1).sum(1)  # [B]
+            fooled = _fooled_fraction(self.predict(x_adv.detach()), y)
+            succeeded |= best.update(x_adv.detach(), distance.detach(), fooled, self.target_fraction)
+            # grad_x is d(-mean margin)/dx'; chaining it through x'(w) minimises c * sum margin + distance.
+            objective = distance.sum() - (weight * x_adv * grad_x).sum()
             optimiser.zero_grad()
             objective.backward()
             optimiser.step()
-            history.append({"step": step, "loss": neg_margin, "l2": float(distance.detach().sqrt())})
-            self._tick(progress, step + 1, self.steps)
-        with torch.no_grad():
-            x_adv = (torch.tanh(w) + 1) / 2
-        return AttackResult(x_adv, x, y, history)
+            history.append({"step": done + step, "loss": neg_margin * voxels, "l2": float(distance.detach().sum().sqrt()),
+                            "c": float(c.mean())})
+            self._tick(progress, done + step + 1, total)
+        return succeeded
+
+
+def _fooled_fraction(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Share of the foreground voxels (all voxels where a volume has none) whose predicted label
+    differs from the one attacked: [B, 1, H, W, D] twice -> [B]."""
+    wrong, fg = (pred != y).flatten(1).float(), (y != 0).flatten(1).float()
+    counted = torch.where(fg.sum(1, keepdim=True) > 0, fg, torch.ones_like(fg))
+    return (wrong * counted).sum(1) / counted.sum(1)
+
+
+class _CWBest:
+    """CW's best-so-far iterate per volume: successful with the least L2, else the most fooled."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        batch = x.shape[0]
+        self.adv = x.clone()
+        self.l2 = torch.full((batch,), float("inf"), device=x.device)
+        self.fooled = torch.zeros(batch, device=x.device)
+        self.success = torch.zeros(batch, dtype=torch.bool, device=x.device)
+
+    def update(self, x_adv: torch.Tensor, l2: torch.Tensor, fooled: torch.Tensor, target: float) -> torch.Tensor:
+        """Offer iterate ``x_adv`` [B, C, H, W, D] with squared distances ``l2`` [B] and fooled
+        fractions ``fooled`` [B]; returns which volumes it makes succeed (bool [B])."""
+        success = fooled >= target
+        better = torch.where(
+            success,
+            ~self.success | (l2 < self.l2),
+            ~self.success & (fooled > self.fooled),
+        )
+        self.adv[better] = x_adv[better]
+        self.l2 = torch.where(better, l2, self.l2)
+        self.fooled = torch.where(better, fooled, self.fooled)
+        self.success |= success
+        return success
 
 
 class GaussianNoise(Attack):
@@ -137,6 +222,7 @@ class GaussianNoise(Attack):
     name = "gn"
 
     def __init__(self, model: torch.nn.Module, std: float = 4 / 255, **kwargs) -> None:
+        _refuse_loss(self.name, kwargs, "adds noise without a loss")
         super().__init__(model, **kwargs)
         check_positive(std=std)
         self.std = float(std)
@@ -168,14 +254,17 @@ BIM_SPEC = AttackSpec(
     (EPS_PARAM, ALPHA_PARAM, STEPS_PARAM), (EPS8_PRESET,), strength="eps", sweep=EPS_SWEEP,
 )
 CW_SPEC = AttackSpec(
-    "cw", CW, "CW", "Carlini-Wagner L2 with a per-voxel margin loss (Carlini & Wagner 2017)",
+    "cw", CW, "CW", "Carlini-Wagner L2: voxel-summed margin, binary search over c, best iterate kept (Carlini & Wagner 2017)",
     (
-        Param("c", float, "weight of the margin term against the L2 distance", WEIGHT, 0, 1e6),
+        Param("c", float, "starting weight of the voxel-summed margin against the squared L2 distance (per voxel, "
+              "the same at every volume size); the binary search moves it per volume", WEIGHT, 0, 1e6),
         Param("kappa", float, "confidence margin on the logits", "logit", 0, 1e6),
-        Param("steps", int, "Adam steps", STEPS, 1, 10000),
+        Param("steps", int, "Adam steps per binary-search round", STEPS, 1, 10000),
         Param("lr", float, "Adam learning rate", RATIO, 0, 10),
+        Param("search_steps", int, "binary-search rounds over c (Carlini & Wagner: 9; each costs steps passes)", STEPS, 1, 100),
+        Param("target_fraction", float, "share of voxels that must be mislabelled for a round to count as a success", RATIO, 0.001, 1),
     ),
-    strength="c", sweep=(0.1, 1.0, 10.0, 100.0), trainable=False,
+    strength="c", sweep=(0.01, 0.1, 1.0, 10.0), trainable=False,
 )
 GN_SPEC = AttackSpec(
     "gn", GaussianNoise, "Noise", "additive Gaussian noise, no gradient (the paper's GN baseline)",

@@ -9,7 +9,10 @@ budget:
     points = sweep(start_job(ct, model, labels), [CurveAttack.parse("vafa"), CurveAttack.parse("pgd")])
     write_curve(points, "out/")      # curve.csv, curve.png, curve.html (atomically)
 
-Sweep values are the spec's ``sweep`` unless overridden (``{"vafa": [5, 10, 20]}``, engine units).
+Sweep values are the spec's ``sweep`` unless overridden (``{"vafa": [5, 10, 20]}``, engine units);
+a preset that fixes the strength (``dose:25``, ``pgd:eps8``) is one point. Realistic CT corruptions
+(``dose``, ``kernel``, ...; :mod:`FreqAdvSegmentLib.corruptions`) go on the same axes, dashed, and
+the summary then names the worst realistic change and the worst attack at equal SSIM.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .curve_files import (  # noqa: F401  (the curve's files, named here as they
     curve_csv,
     curve_figure,
     curve_html,
+    is_corruption,
     strongest_at,
     summary_sentence,
     write_curve,
@@ -94,6 +98,8 @@ def sweep_values(attack: CurveAttack, points: Mapping[str, Sequence[float]] | No
     for key in (attack.text, attack.method, attack.spec.name):
         if key in points:
             return tuple(points[key])
+    if attack.preset is not None and attack.spec.strength in attack.spec.preset(attack.preset).values:
+        return (float(attack.spec.resolve(attack.preset)[attack.spec.strength]),)  # dose:25 is one point
     if not attack.spec.sweep:
         raise ValueError(f"{attack.spec.name} has no default sweep; give one with --points {attack.spec.name}=V1,V2,...")
     return tuple(attack.spec.sweep)

@@ -8,16 +8,22 @@ write a curve into a job's output folder without importing the code that runs on
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
 import math
+import os
+import stat
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..attacks import registry
 from ..attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM
+from ..files.atomic_file import replace_text
 from ..files.images import atomic_output_dir
 from .results import CURVE_COLUMNS as COLUMNS
 from .results import CurvePoint
@@ -32,14 +38,39 @@ def strongest_at(points: Sequence[CurvePoint], min_ssim: float = EQUAL_SSIM) -> 
     return max(kept, key=lambda p: p.dice_drop, default=None)
 
 
+def is_corruption(point: CurvePoint) -> bool:
+    """Whether the point's method is a realistic corruption (registry ``adversarial=False``)."""
+    name = point.attack.split(",")[0].split(":")[0]
+    return name in registry.names() and not registry.get(name).adversarial
+
+
 def summary_sentence(points: Sequence[CurvePoint], min_ssim: float = EQUAL_SSIM) -> str:
-    """"at SSIM >= 0.95 the strongest attack here is X (Dice drop d)", or why there is none."""
+    """"at SSIM >= 0.95 the strongest attack here is X (Dice drop d)", or why there is none; with
+    realistic corruptions on the curve too, the worst of them and the worst attack at that SSIM."""
+    if any(is_corruption(p) for p in points):
+        return _realistic_vs_adversarial(points, min_ssim)
     best = strongest_at(points, min_ssim)
     if best is None:
         return f"at SSIM >= {min_ssim:g} no attack here was measured: every point changed the CT more than that"
     where = f" on {best.model}" if len({p.model for p in points}) > 1 else ""
     return (f"at SSIM >= {min_ssim:g} the strongest attack here is {best.attack}{where} at {_strength_text(best)} "
             f"(Dice drop {best.dice_drop:.3f}, SSIM {best.ssim:.3f}, max change {best.linf_hu:.0f} HU)")
+
+
+def _realistic_vs_adversarial(points: Sequence[CurvePoint], min_ssim: float) -> str:
+    """"at SSIM >= 0.95 the worst realistic change is dose:25 ...; the worst attack is pgd ..."."""
+    many = len({p.model for p in points}) > 1
+
+    def named(p: CurvePoint | None, what: str) -> str:
+        if p is None:
+            return f"no {what} was measured there"
+        where = f" on {p.model}" if many else ""
+        return (f"the worst {what} is {p.attack}{where} at {_strength_text(p)} (Dice drop {p.dice_drop:.3f}, "
+                f"SSIM {p.ssim:.3f}, max change {p.linf_hu:.0f} HU)")
+
+    realistic = strongest_at([p for p in points if is_corruption(p)], min_ssim)
+    attack = strongest_at([p for p in points if not is_corruption(p)], min_ssim)
+    return f"at SSIM >= {min_ssim:g} {named(realistic, 'realistic change')}; {named(attack, 'attack')}"
 
 
 def _strength_text(p: CurvePoint) -> str:
@@ -98,7 +129,9 @@ def curve_figure(points: Sequence[CurvePoint], path: Path) -> None:
     for (model, attack), pts in lines.items():
         label = attack if len({m for m, _ in lines}) == 1 else f"{attack} ({model})"
         for ax, x in ((axes[0], [p.ssim for p in pts]), (axes[1], [max(p.linf_hu, 1e-3) for p in pts])):
-            ax.plot(x, [p.mean_dice for p in pts], marker="o", label=label)
+            realistic = is_corruption(pts[0])  # corruptions dashed: not adversarial
+            ax.plot(x, [p.mean_dice for p in pts], marker="s" if realistic else "o", ls="--" if realistic else "-",
+                    label=label + (" (realistic)" if realistic else ""))
     reference = points[0].reference if points else "ground truth"
     for model, clean in {p.model: p.clean_dice for p in points}.items():
         for ax in axes:
@@ -161,44 +194,97 @@ def _cell(value: Any) -> str:
 class PartialSweep:
     """Points of an unfinished sweep, saved one JSON line each beside the output folder.
 
-    The first line is the sweep's settings; ``--resume`` reuses the points only when they match,
-    so a resumed curve never mixes two different experiments."""
+    The first line is the sweep's settings, which include the SHA-256 of the image, labels and
+    model files: ``--resume`` reuses the points only when all of it matches (otherwise it says so
+    and starts afresh), so a resumed curve never mixes two experiments, nor reuses points measured
+    on a labels file since replaced at the same path. Each point line carries a checksum over the
+    settings and the point, so an edited or damaged line is refused rather than reported as
+    measured. The file is never a link: one there is refused, and it is opened without following one.
+    """
 
     def __init__(self, out_dir: str | Path, settings: Mapping[str, Any]) -> None:
         out = Path(out_dir)
         self.path = out.with_name(f".{out.name}.curve-partial.jsonl")
         self.settings = json.loads(json.dumps(dict(settings)))  # plain JSON types, comparable
+        self._settings_line = json.dumps(self.settings, sort_keys=True)
+
+    def _check(self, point: Mapping[str, Any]) -> str:
+        text = self._settings_line + "\n" + json.dumps(point, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def _refuse_link(self) -> bool:
+        """Whether the partial file exists; FileExistsError if it is a link or not a plain file."""
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(mode):
+            raise FileExistsError(
+                f"'{self.path}' (the curve's partial file) is a symbolic link or not a plain file; "
+                f"freqadv writes it itself, so remove it and run again"
+            )
+        return True
 
     def load(self) -> dict[tuple[str, str, float], CurvePoint]:
-        """The points saved so far (none if there is no partial file)."""
-        if not self.path.is_file():
+        """The points saved so far: none if there is no partial file, or (said on stderr) if it was
+        measured with other settings or inputs. ValueError for a damaged or edited line."""
+        if not self._refuse_link():
             return {}
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        if not lines or json.loads(lines[0]) != self.settings:
-            raise ValueError(f"{self.path} holds a sweep with other settings; run without --resume to start again")
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        lines = text.split("\n")
+        try:
+            saved = json.loads(lines[0])
+        except json.JSONDecodeError:
+            saved = None
+        if saved != self.settings:
+            changed = sorted(k for k in self.settings if not isinstance(saved, dict) or saved.get(k) != self.settings[k])
+            print(f"freqadv: note: {self.path.name} was measured with other settings or inputs "
+                  f"({', '.join(changed) or 'unreadable'}); starting the sweep afresh", file=sys.stderr)
+            return {}
         points = {}
-        for line in lines[1:]:
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
+        for number, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            if number == len(lines) and not text.endswith("\n"):
                 break  # the last line of a killed run may be cut short; it is measured again
-            point = CurvePoint(**{k: (float("nan") if v is None else v) for k, v in data.items()})
+            point = self._parse_line(line, number)
             points[point.key] = point
         return points
 
+    def _parse_line(self, line: str, number: int) -> CurvePoint:
+        try:
+            data = json.loads(line)
+            values, check = data["point"], data["check"]
+            if not isinstance(values, dict) or check != self._check(values):
+                raise ValueError
+            point = CurvePoint(**{k: (float("nan") if v is None else v) for k, v in values.items()})
+            point.key  # noqa: B018 (a value that is not a number fails here, not later)
+            return point
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(
+                f"line {number} of '{self.path}' is damaged or was edited (its checksum or fields do not match); "
+                f"run without --resume to measure the sweep afresh"
+            ) from None
+
     def start(self, resume: bool) -> dict[tuple[str, str, float], CurvePoint]:
         """Points to reuse (with ``resume``), and a partial file ready to append to."""
+        self._refuse_link()
         done = self.load() if resume else {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(self.settings) + "\n")
-            for point in done.values():
-                f.write(json.dumps(_json_point(point)) + "\n")
+        lines = [json.dumps(self.settings)] + [self._line(point) for point in done.values()]
+        replace_text(self.path, "".join(line + "\n" for line in lines))  # replaces a file, never writes through a link
         return done
 
+    def _line(self, point: CurvePoint) -> str:
+        values = _json_point(point)
+        return json.dumps({"point": values, "check": self._check(values)})
+
     def add(self, point: CurvePoint) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(_json_point(point)) + "\n")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(self._line(point) + "\n")
             f.flush()
 
     def remove(self) -> None:

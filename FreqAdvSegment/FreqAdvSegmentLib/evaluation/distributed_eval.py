@@ -57,8 +57,10 @@ def evaluate_datalist_distributed(
         if problem:
             raise FileExistsError(problem)
         mine = list(range(ctx.rank, len(cases), ctx.world_size))
+        names = evaluate.case_names(cases)  # from the whole datalist, so every rank names cases alike
         rows = evaluate.evaluate_cases(models, [cases[i] for i in mine], attacks, options or RunOptions(),
-                                       ctx.device, progress if ctx.is_main else None)
+                                       ctx.device, progress if ctx.is_main else None,
+                                       names=[names[i] for i in mine])
         gathered = all_gather_objects(ctx, (mine, rows))
         text = ""
         if ctx.is_main:

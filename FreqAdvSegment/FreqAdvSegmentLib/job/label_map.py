@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..finite import require_whole
+
 
 def parse_label_map(text: str) -> dict[int, int]:
     """{ground-truth value: model value} from "GT:MODEL,..." or a JSON file; ValueError if bad."""
@@ -30,12 +32,12 @@ def parse_label_map(text: str) -> dict[int, int]:
         pairs = list(data.items())
     else:
         pairs = [item.split(":", 1) if ":" in item else (item, None) for item in text.split(",") if item.strip()]
-    try:
-        mapping = {int(k): int(v) for k, v in pairs}
+    try:  # whole finite numbers only: 1.5 is not truncated, 1e400 (inf in JSON) is refused
+        mapping = {require_whole(k): require_whole(v) for k, v in pairs}
     except (TypeError, ValueError):
         raise ValueError(f"label map {text!r} must be GT:MODEL pairs of integers, e.g. 6:1,2:3 (or a JSON file)") from None
-    if not mapping or min([*mapping, *mapping.values()]) < 0:
-        raise ValueError(f"label map {text!r} must hold at least one pair of non-negative label values")
+    if not mapping or min([*mapping, *mapping.values()]) < 0 or max(mapping.values()) > 65535:
+        raise ValueError(f"label map {text!r} must hold at least one pair of label values from 0 to 65535")
     return mapping
 
 

@@ -5,8 +5,11 @@ after minutes inside an allocator (``DefaultCPUAllocator: can't allocate memory`
 
 The estimate (bytes, float32 unless said):
 
-* the input on its own grid: read (its pixel type), HU float copy, and the volumes written back
-  (adversarial, perturbation, labels): ``N * (bytes + 4 * 4)``;
+* the input on its own grid: read (its pixel type); the label maps there (clean, ground truth,
+  attacked, body mask: uint8) and the perturbation in HU (float32, mapped back once per attack and
+  reused by the budget and the writers); the largest passing copy (the adversarial CT in float32
+  and its image while it is written): ``N * (bytes + 4 * 4)``. Metrics, budget and label-change
+  maps work on views, boxes and slabs, so they add no full-grid float copy;
 * the volume on the model grid (padded to the ROI): input, labels (int64), the blended logits and
   the blend weights, and their float copy: ``M * (4 + 8 + 4 + 8 K)``;
 * attack state when attacking: clean, adversarial, perturbation, gradient, best-so-far and the
@@ -45,6 +48,7 @@ class MemoryPlan:
     available: int | None
     device: str
     model_shape: tuple[int, int, int]
+    grid_shape: tuple[int, int, int] | None = None  # the model grid before padding to the ROI
 
     @property
     def peak(self) -> int:
@@ -64,7 +68,8 @@ def plan_memory(
 ) -> MemoryPlan:
     """Estimate the peak memory of segmenting (and, if ``attacking``, attacking) ``image``."""
     device = torch.device(device)
-    model_shape = tuple(max(n, r) for n, r in zip(_model_grid_shape(image, spec), roi))
+    grid_shape = _model_grid_shape(image, spec)
+    model_shape = tuple(max(n, r) for n, r in zip(grid_shape, roi))
     voxels_model = math.prod(model_shape)
     voxels_orig = math.prod(image.GetSize())
     k = spec.out_channels
@@ -76,11 +81,26 @@ def plan_memory(
     }
     if attacking:
         parts["attack state"] = 24 * voxels_model
-    return MemoryPlan(parts, available_bytes(device), str(device), model_shape)
+    return MemoryPlan(parts, available_bytes(device), str(device), model_shape, grid_shape)
+
+
+# The most voxels a model grid may have, whatever memory is free: 2^28 is a 645^3 grid, twice a
+# whole-body CT at 1.5 mm. A tiny file with 150 mm voxels asks for a grid 100x larger per axis, a
+# run of days even where memory would hold it, so it is refused like a volume too large to read.
+MAX_MODEL_VOXELS = 1 << 28
 
 
 def check_memory(plan: MemoryPlan) -> None:
-    """MemoryError with the figures and what to lower, if the plan exceeds what is free."""
+    """MemoryError with the figures and what to lower, if the model grid is beyond
+    :data:`MAX_MODEL_VOXELS` or the plan exceeds what is free."""
+    grid = plan.grid_shape or plan.model_shape  # (an ROI larger than the volume is the memory check's to refuse)
+    voxels = math.prod(grid)
+    if voxels > MAX_MODEL_VOXELS:
+        raise MemoryError(
+            f"the volume on the model's grid would be {'x'.join(map(str, grid))} = {voxels:,} voxels, "
+            f"more than the limit of {MAX_MODEL_VOXELS:,}: check the image's voxel spacing (a wrong header can "
+            f"claim voxels of many cm) or crop the volume"
+        )
     if plan.fits():
         return
     biggest = max(plan.parts, key=plan.parts.get)

@@ -34,7 +34,7 @@ from .memory_plan import check_memory, plan_memory
 from .preprocess import (
     GridContext,
     Preprocessing,
-    adversarial_to_original,
+    hu_on_model_grid,
     labels_onto_image_grid,
     labels_to_original,
     perturbation_to_hu,
@@ -46,7 +46,7 @@ from .records import AttackOutcome, AttackRequest, JobResult, RunOptions, StageP
 __all__ = [  # the job's data types live in .records; they are named here too, as they always were
     "AttackOutcome", "AttackRequest", "JobResult", "RunOptions", "StageProgress", "unique_labels",
     "label_change_maps", "label_changes", "organ_drops", "run_attack", "run_job", "run_segmentation",
-    "start_job", "write_outputs", "output_files", "preprocessing_for", "window_settings", "check_run_memory",
+    "start_job", "model_grid_hu", "write_outputs", "output_files", "preprocessing_for", "window_settings", "check_run_memory",
 ]
 
 
@@ -141,6 +141,8 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
         amp=options.amp,
         seed=options.seed,
     )
+    if hasattr(attack, "use_grid"):  # a realistic corruption works in HU and mm (FreqAdvSegmentLib.corruptions)
+        attack.use_grid(job.ctx.window, job.ctx.model.spacing, model_grid_hu(job))
     start = time.perf_counter()
     # The paper attacks against the ground truth; without one, against the clean prediction.
     target = gt_model if gt_model is not None else job.clean_pred
@@ -167,12 +169,20 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds, delta_hu)
 
 
+def model_grid_hu(job: JobResult) -> np.ndarray:
+    """The input's unclipped HU on the model grid, [H, W, D] (made once per job)."""
+    if job.hu_model is None:
+        job.hu_model = hu_on_model_grid(job.image, job.ctx)
+    return job.hu_model
+
+
 def _budget(job: JobResult, delta_hu: sitk.Image) -> tuple[Budget, str | None]:
     """The change's size on the input's grid, inside the body, and why it is visible (else None)."""
-    original = sitk.GetArrayFromImage(sitk.Cast(job.image, sitk.sitkFloat32))
+    # Views in the images' own pixel types: budget works slab by slab, so no full-grid float copy.
+    original = sitk.GetArrayViewFromImage(job.image)
     if job.body is None:  # one mask per job: every attack is measured on the same voxels
         job.body = body_mask(original)
-    measured = budget(original, sitk.GetArrayFromImage(delta_hu), job.ctx.window, job.body)
+    measured = budget(original, sitk.GetArrayViewFromImage(delta_hu), job.ctx.window, job.body)
     return Budget.from_json(measured), visibility(measured)
 
 
@@ -197,6 +207,16 @@ def organ_drops(job: JobResult, attacked: SegmentationMetrics) -> list[OrganDrop
         rows.append(OrganDrop(organ, clean_dice, m.dice, clean_dice - m.dice, clean_hd95, m.hd95_mm, m.hd95_mm - clean_hd95))
     # NaN drops (an organ absent from both) sort last.
     return sorted(rows, key=lambda r: -r.dice_drop if r.dice_drop == r.dice_drop else float("inf"))
+
+
+def _adversarial_hu(image: sitk.Image, delta_hu: sitk.Image) -> sitk.Image:
+    """The adversarial CT on the input grid, float32: the original HU plus the change in HU, the
+    values :func:`adversarial_to_original` gives, without mapping the perturbation back again."""
+    hu = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    hu += sitk.GetArrayViewFromImage(delta_hu)
+    out = sitk.GetImageFromArray(hu)
+    out.CopyInformation(image)
+    return out
 
 
 def check_run_memory(image: sitk.Image, loaded: LoadedModel, options: RunOptions, attacking: bool) -> None:
@@ -284,9 +304,9 @@ def write_outputs(
 def _write_attack(job: JobResult, outcome: AttackOutcome, folder: Path, suffix: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     result = outcome.result
-    adv_hu = adversarial_to_original(result.adv.cpu(), result.clean.cpu(), job.image, job.ctx)
-    write_image(adv_hu, folder / f"adversarial{suffix}")
+    # The perturbation is mapped back to the input grid once (run_attack) and reused here.
     delta_hu = outcome.delta_hu if outcome.delta_hu is not None else perturbation_to_hu(result.perturbation.cpu(), job.ctx)
+    write_image(_adversarial_hu(job.image, delta_hu), folder / f"adversarial{suffix}")
     write_image(delta_hu, folder / f"perturbation_hu{suffix}")
     write_image(outcome.adv_labels, folder / f"adversarial_labels{suffix}")
     lost, gained = label_change_maps(job.clean_labels, outcome.adv_labels)

@@ -227,6 +227,12 @@ def prepare(
     return torch.from_numpy(x)[None, None], ctx
 
 
+def hu_on_model_grid(image: sitk.Image, ctx: GridContext) -> np.ndarray:
+    """The image's HU on the model grid, not windowed: float32 [H, W, D] (what :func:`prepare`
+    windows). The realistic corruptions need it: the window clips air to its lower bound."""
+    return _to_model_grid(sitk.Cast(image, sitk.sitkFloat32), ctx, sitk.sitkLinear).astype(np.float32)
+
+
 def prepare_labels(label_image: sitk.Image, ctx: GridContext) -> torch.Tensor:
     """Labels onto the model grid by nearest neighbour, as ``Spacingd(mode="nearest")`` does.
 

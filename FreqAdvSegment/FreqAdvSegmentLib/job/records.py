@@ -132,6 +132,7 @@ class JobResult:
     gt_model: torch.Tensor | None = None  # [1, 1, H, W, D] ground truth on the model grid
     body: np.ndarray | None = None  # bool [Z, Y, X] the patient's body on the input grid
     notes: list[str] = field(default_factory=list)  # lines the report shows first (e.g. the demo's settings)
+    hu_model: np.ndarray | None = None  # float32 [H, W, D] unclipped HU on the model grid, for corruptions
 
     @property
     def reference(self) -> sitk.Image:

@@ -8,8 +8,8 @@ Where things live: ``config.py`` (TrainConfig, regimes), ``data.py`` (datalist, 
 CacheDataset, seeded per-draw augmentation, DDP sampling), ``losses.py`` (DiceCE and the frequency
 consistency loss), ``trainer.py`` (the loop), ``checkpoint.py`` (atomic, resumable checkpoints),
 ``validation.py`` (sliding-window Dice, clean and under VAFA), ``distributed.py`` (torchrun/DDP),
-``distributed_eval.py`` (``freqadv evaluate`` sharded across ranks), ``memory.py`` (gradient
-checkpointing), ``runlog.py`` (CSV/TensorBoard), ``cli.py`` (``freqadv train``).
+``grad_checkpointing.py`` (gradient checkpointing), ``runlog.py`` (CSV/TensorBoard). The
+``freqadv train`` command is ``cli/train.py``.
 
 Heavy modules (torch, MONAI) load on first use of a name below, not on import of the package.
 """
@@ -28,7 +28,6 @@ _EXPORTS = {
     "read_datalist": "data",
     "CheckpointError": "checkpoint",
     "load_checkpoint": "checkpoint",
-    "evaluate_datalist_distributed": "distributed_eval",
     "init_distributed": "distributed",
 }
 

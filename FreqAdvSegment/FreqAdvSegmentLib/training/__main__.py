@@ -1,7 +1,7 @@
-"""``python -m FreqAdvSegmentLib.training ...`` = ``freqadv train ...``."""
+"""``python -m FreqAdvSegmentLib.training ...`` = ``freqadv train ...`` (an entry point, like ``freqadv``)."""
 
 import sys
 
-from .cli import main
+from ..cli.train import main
 
 sys.exit(main())

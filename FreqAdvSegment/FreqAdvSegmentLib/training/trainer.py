@@ -69,6 +69,7 @@ from .data import (
 from .distributed import DistContext, all_gather_objects, any_rank, barrier, unwrap
 from .losses import frequency_consistency_loss, segmentation_loss
 from .grad_checkpointing import enable_gradient_checkpointing
+from .run_folder import check_export, check_run_folder, write_run_stamp
 from .runlog import RunLog
 from .validation import validate
 
@@ -102,12 +103,18 @@ class Trainer:
             ``cfg.output/checkpoints``, the path of a checkpoint, or a checkpoint already read
             with :func:`~.checkpoint.load_checkpoint`.
         hook: called after every step; see :data:`StepHook`.
+        overwrite_export: ``cfg.export`` may replace an existing file (never an input of the run).
+
+    Raises:
+        FileExistsError: ``cfg.output`` is not a new or empty folder nor this kind of run's own
+            folder, or ``cfg.export`` may not be written (see :mod:`.run_folder`).
     """
 
     def __init__(
         self, cfg: TrainConfig, ctx: DistContext | None = None,
         resume: bool | str | Path | dict[str, Any] | None = None,
         hook: StepHook | None = None,
+        overwrite_export: bool = False,
     ) -> None:
         from .distributed import init_distributed
 
@@ -119,6 +126,11 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        resumed_from = resume if isinstance(resume, (str, Path)) else resume.get("path") if isinstance(resume, dict) else None
+        inputs = [cfg.datalist, cfg.init, resumed_from]
+        check_run_folder(self.out, resume not in (None, False), inputs)  # before anything is read or written
+        check_export(cfg.export, self.out, overwrite_export, inputs)
+        self._overwrite_export = overwrite_export
         state = self._resume_state(resume)
         # The data first: a wrong path should fail before a large network is built.
         self.train_cases = read_datalist(cfg.datalist, cfg.train_split, cfg.data_root)
@@ -171,6 +183,7 @@ class Trainer:
         self.log = None
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            write_run_stamp(self.out)
             replace_text(self.out / "config.json", cfg.to_json() + "\n")
             self.log = RunLog(self.out, self.step if state is not None else None, cfg.tensorboard)
         self._stop_requested = False
@@ -450,6 +463,8 @@ class Trainer:
         if self.cfg.export_which == "best" and best is None:
             tqdm.write("note: no validation ran, so there is no best model; exporting the final one")
         model, spec = load_model(source)
+        inputs = [self.cfg.datalist, self.cfg.init]
+        check_export(self.cfg.export, self.out, self._overwrite_export, inputs)  # again: hours have passed
         save_model(self.cfg.export, model, spec)
 
     @contextlib.contextmanager

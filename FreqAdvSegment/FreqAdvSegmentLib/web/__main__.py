@@ -1,7 +1,7 @@
-"""``python -m FreqAdvSegmentLib.web [--port N ...]``: the web viewer without the main CLI."""
+"""``python -m FreqAdvSegmentLib.web [--port N ...]``: the web viewer without the main CLI (an entry point)."""
 
 import sys
 
-from .cli import main
+from ..cli.serve import main
 
 sys.exit(main())

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..attacks import registry
 from ..attacks.spec import AttackSpec, Param
+from ..finite import parse_number
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULTS = ""  # the preset choice meaning "the attack's defaults"
@@ -140,7 +141,7 @@ def parse_field(field: FormField, raw: Any) -> Any:
     prefix = f"{spec_title(field.attack)} {field.label}"
     if param.kind in (int, float) and not (param.optional and text.lower() in ("", "none")):
         try:
-            shown = float(text)
+            shown = parse_number(text, prefix)
         except ValueError:
             raise ValueError(f"{prefix}: enter a number, not {text!r}") from None
         low, high = field.bounds

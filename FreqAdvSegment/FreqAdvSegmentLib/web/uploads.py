@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .dicom_zip import unpack_dicom_zip
+from .upload_error import UploadError  # here too: callers catch uploads.UploadError
 
 SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".zip")  # .zip: one DICOM series
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -35,14 +36,6 @@ DEFAULT_MAX_VOXELS = 512 * 512 * 1024  # a large abdominal CT at full resolution
 DEFAULT_MAX_IMAGE_BYTES = DEFAULT_MAX_VOXELS * 2  # that CT as int16, as scanners store it
 _NIFTI_HEADER = 348
 _NRRD_HEADER_LIMIT = 64 * 1024  # NRRD headers are a few hundred bytes; a huge one is not a volume
-
-
-class UploadError(ValueError):
-    """A rejected upload; ``status`` is the HTTP status that says why."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -194,11 +187,8 @@ def _nifti_size(path: Path, compressed: bool) -> tuple[tuple[int, ...], int]:
 
 
 def _nrrd_size(path: Path) -> tuple[tuple[int, ...], int]:
-    with path.open("rb") as f:
-        if not re.fullmatch(rb"NRRD000\d\r?\n", f.readline(16)):
-            raise UploadError("the file is not a NRRD volume (no NRRD000x magic)", 415)
-        fields = _nrrd_fields(f)
-    if "data file" in fields or "datafile" in fields:
+    fields = _nrrd_fields(_nrrd_header(path))
+    if any(key.replace(" ", "") == "datafile" for key in fields):
         raise UploadError("detached NRRD headers (data file: ...) are not accepted; upload a single .nrrd file", 415)
     if fields.get("dimension") not in ("3", "4"):
         raise UploadError(f"expected a 3D volume; the header says dimension: {fields.get('dimension')}", 415)
@@ -234,22 +224,41 @@ def _nrrd_voxel_bytes(type_name: str) -> int:
     return size
 
 
-def _nrrd_fields(f) -> dict[str, str]:
-    """``field: value`` lines up to the blank line that ends the header."""
-    fields: dict[str, str] = {}
-    read = 0
-    for raw in f:
-        read += len(raw)
-        if read > _NRRD_HEADER_LIMIT:
+def _nrrd_header(path: Path) -> bytes:
+    """The NRRD header's bytes (magic line to the blank line), refused if a reader could split it
+    into other lines than this check does.
+
+    ITK's NRRD reader (teem) ends a line at ``\r`` as well as ``\n``: a line such as
+    ``# note\rdata file: /etc/passwd`` is a comment here but a ``data file:`` field there, which
+    would make the server read any of its files into the volume. So any ``\r`` is refused (teem
+    writes ``\n`` only), and any mention of a data file, even inside a comment.
+    """
+    with path.open("rb") as f:
+        head = f.read(_NRRD_HEADER_LIMIT + 2)
+    if not re.match(rb"NRRD000\d\n", head):
+        raise UploadError("the file is not a NRRD volume (no NRRD000x magic)", 415)
+    end = head.find(b"\n\n")
+    if end < 0:
+        if len(head) > _NRRD_HEADER_LIMIT:
             raise UploadError("the NRRD header is implausibly long", 415)
-        line = raw.decode("latin-1").rstrip("\r\n")
-        if not line:
-            return fields
-        if line.startswith("#") or ":=" in line:
+        raise UploadError("the NRRD header does not end (no blank line): the file is truncated", 415)
+    header = head[:end + 1]
+    if b"\r" in header:
+        raise UploadError("the NRRD header holds a carriage return (\\r); re-save the volume as a plain .nrrd", 415)
+    if b"datafile" in re.sub(rb"\s+", b"", header.lower()):
+        raise UploadError("detached NRRD headers (data file: ...) are not accepted; upload a single .nrrd file", 415)
+    return header
+
+
+def _nrrd_fields(header: bytes) -> dict[str, str]:
+    """``field: value`` lines of a header from :func:`_nrrd_header` (magic line dropped)."""
+    fields: dict[str, str] = {}
+    for line in header.decode("latin-1").split("\n")[1:]:
+        if not line or line.startswith("#") or ":=" in line:
             continue  # comments and key/value pairs carry no geometry
         key, _, value = line.partition(":")
         fields[key.strip().lower()] = value.strip()
-    raise UploadError("the NRRD header does not end (no blank line): the file is truncated", 415)
+    return fields
 
 
 def _read_head(path: Path, count: int, compressed: bool) -> bytes:

@@ -116,12 +116,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 class References:
     """Follows MONAI config references ("@id", "@id::key", "@id#0") to plain values."""
 
+    # Values produced while resolving, all references of one bundle together. A real bundle's
+    # settings are a few hundred; nested "@" lists multiply (a 967-byte config expanded to 4.3 GB).
+    MAX_NODES = 100_000
+
     def __init__(self, config: dict[str, Any], folder: Path) -> None:
         self.config, self.folder = config, folder
+        self._nodes = 0
 
     def resolve(self, value: Any, where: str, depth: int = 0) -> Any:
         if depth > 32:
             raise Refused(f"bundle {self.folder}: references around {where!r} loop; pass --spec")
+        self._nodes += 1
+        if self._nodes > self.MAX_NODES:
+            raise Refused(f"bundle {self.folder}: its \"@\" references expand to more than {self.MAX_NODES:,} "
+                          f"values (around {where!r}), far more than any network's settings; pass --spec")
         if isinstance(value, str) and value.startswith("@"):
             return self.resolve(self._lookup(value[1:], where), where, depth + 1)
         if isinstance(value, str) and value[:1] in ("$", "%"):

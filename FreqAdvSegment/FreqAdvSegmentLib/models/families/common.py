@@ -111,14 +111,37 @@ def unsafe_message(path: Path, error: Exception) -> str:
 
 def read_safetensors(path: Path) -> tuple[StateDict, ModelSpec | None]:
     """(tensors, the spec in the metadata or None)."""
+    from ..size import MAX_WEIGHT_BYTES
+
     try:
         with safe_open(str(path), framework="pt", device="cpu") as file:
             metadata = file.metadata() or {}
-            state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (not a dict)
+            declared = _declared_bytes(file)
+            if declared <= MAX_WEIGHT_BYTES:  # checked before a byte is allocated (a sparse file is cheap to make)
+                state = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (not a dict)
     except Exception as error:  # any failure means: not a readable safetensors file
         raise ValueError(f"could not read {path} as a safetensors file: {error}") from None
+    if declared > MAX_WEIGHT_BYTES:
+        raise ValueError(f"{path} declares {declared / 2**30:,.1f} GiB of tensors, over the "
+                         f"{MAX_WEIGHT_BYTES / 2**30:.0f} GiB limit for a model's weights; it is not a real model")
     text = metadata.get(SPEC_METADATA_KEY)
     return state, parse_spec(text, path) if text is not None else None
+
+
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _declared_bytes(file: Any) -> int:
+    """Bytes the tensors of an open safetensors file declare (shapes x dtype sizes), from its header."""
+    total = 0
+    for key in file.keys():  # noqa: SIM118 (not a dict)
+        piece = file.get_slice(key)
+        count = 1
+        for n in piece.get_shape():
+            count *= int(n)
+        total += count * _DTYPE_BYTES.get(piece.get_dtype(), 8)
+    return total
 
 
 def parse_spec(text: str, path: Path) -> ModelSpec:

@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .console import BarProgress
+from .options import INPUT_HELP, add_run_options
+from .settings import load_options, run_options
+
 CURVE_DESCRIPTION = """\
 For one CT, one or more models and several attacks: run each attack at several strengths (its own
 strength parameter: eps for voxel attacks, q_max for VAFA; defaults from the attack registry) and
@@ -21,13 +25,11 @@ the largest HU change, one line per attack and model) and OUT/curve.html, with t
 an interrupted sweep continues with --resume."""
 
 
-def add_curve_parser(sub: Any, formatter: type) -> None:
-    """The ``curve`` sub-command."""
-    from .cli import _add_run_options
-
-    p = sub.add_parser("curve", help="robustness curves: Dice against SSIM and HU change over each attack's strength",
-                       description=CURVE_DESCRIPTION, formatter_class=formatter)
-    p.add_argument("input", help="CT volume in HU: .nii/.nii.gz/.nrrd/.mha or a DICOM series folder")
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``curve`` to ``freqadv``'s sub-command parsers."""
+    p = subparsers.add_parser("curve", help="robustness curves: Dice against SSIM and HU change over each attack's strength",
+                              description=CURVE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help=INPUT_HELP)
     p.add_argument("-o", "--output", required=True, help="output folder (created atomically)")
     p.add_argument("--labels", default=None, help="ground-truth label map; without it, Dice is against the clean prediction")
     p.add_argument("--method", action="append", default=None, metavar="REQUEST",
@@ -38,12 +40,13 @@ def add_curve_parser(sub: Any, formatter: type) -> None:
     p.add_argument("--models", nargs="+", default=None, help="several models, one set of lines each (registry names or files)")
     p.add_argument("--resume", action="store_true", help="reuse the points an interrupted run with the same settings saved")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    _add_run_options(p)
+    add_run_options(p)
+    return p
 
 
 def curve_attacks(methods: list[str], steps: int | None) -> list:
     """CurveAttacks from the --method texts; --steps added to those that take steps and set none."""
-    from .evaluation.curve import CurveAttack
+    from ..evaluation.curve import CurveAttack  # SimpleITK, MONAI: loaded when a command runs, not for --help
 
     attacks, seen = [], set()
     for text in methods:
@@ -57,12 +60,13 @@ def curve_attacks(methods: list[str], steps: int | None) -> list:
     return attacks
 
 
-def cmd_curve(args: argparse.Namespace) -> int:
-    from .cli import BarProgress, run_options
-    from .evaluation.curve import PartialSweep, parse_points, summary_sentence, sweep, sweep_values, write_curve
-    from .job.inference import load_segmentation_model
-    from .files.images import check_output_target, read_image
-    from .job.pipeline import start_job
+def run(args: argparse.Namespace) -> int:
+    """Sweep every attack over its strengths for every model; 0 when the curve is written."""
+    # SimpleITK, MONAI, matplotlib: loaded when a command runs, not for --help.
+    from ..evaluation.curve import PartialSweep, parse_points, summary_sentence, sweep, sweep_values, write_curve
+    from ..files.images import check_output_target, read_image
+    from ..job.inference import load_segmentation_model
+    from ..job.pipeline import start_job
 
     attacks = curve_attacks(args.method or ["vafa", "pgd"], args.steps)
     points = parse_points(args.points, attacks)
@@ -70,6 +74,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     image = read_image(args.input)
     labels = read_image(args.labels) if args.labels else None
     options = run_options(args)
+    load = load_options(args)  # --spec/--arch/--fold/--configuration/--no-tta, for every model
     partial = PartialSweep(args.output, _settings(args, attacks, points, models, options))
     inputs = [p for p in (args.input, args.labels, *models) if p and Path(p).exists()]
     check_output_target(args.output, args.overwrite, inputs)  # before any model work
@@ -79,7 +84,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     per_model = sum(len(sweep_values(a, points)) for a in attacks)
     progress, results = BarProgress(), []
     for i, name in enumerate(models):
-        loaded = load_segmentation_model(name, args.device)
+        loaded = load_segmentation_model(name, args.device, options=load)
         job = start_job(image, loaded, labels, options)
         results += sweep(job, attacks, points, progress, done, partial.add, (i * per_model, len(models) * per_model))
     out = write_curve(results, args.output, overwrite=args.overwrite, inputs=inputs)
@@ -93,13 +98,28 @@ def cmd_curve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(args: argparse.Namespace, attacks: list, points: dict, models: list[str], options) -> dict[str, Any]:
+def _settings(args: argparse.Namespace, attacks: list, points: dict, models: list[str], options: Any) -> dict[str, Any]:
     """Everything that changes a point's value; --resume reuses points only if all of it matches."""
+    from ..files.digest import content_sha256
+
     source = Path(args.input).resolve()
-    stat = source.stat() if source.is_file() else None
     return {
-        "input": str(source), "input_bytes": stat.st_size if stat else None, "input_mtime": stat.st_mtime if stat else None,
+        "input": str(source), "input_sha256": content_sha256(source),
         "labels": str(Path(args.labels).resolve()) if args.labels else None,
-        "models": models, "attacks": [a.text for a in attacks], "points": {k: list(v) for k, v in points.items()},
+        "labels_sha256": content_sha256(args.labels) if args.labels else None,
+        "models": models, "models_sha256": [_model_sha256(name) for name in models], "attacks": [a.text for a in attacks], "points": {k: list(v) for k, v in points.items()},
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items()}, "device": args.device,
+        "load": {"spec": args.spec, "arch": args.arch, "fold": args.fold, "configuration": args.configuration,
+                 "tta": not args.no_tta},
     }
+
+
+def _model_sha256(name: str | None) -> str | None:
+    """SHA-256 of a model's file or folder (a registry name: of the file it names, if it is here)."""
+    from ..files.digest import content_sha256
+    from ..models import resolve_model
+
+    try:
+        return content_sha256(resolve_model(name)) if name is not None else None
+    except (OSError, ValueError):
+        return None  # not available here: loading the model says why
