@@ -223,18 +223,18 @@ def test_matches_monai_on_real_organs(sample_label_crop):
     dice, hd = monai_reference(pred, ref, spacing, 14)
     kinds = set()
     for c, name in enumerate(names):
-        entry, in_ref, in_pred = result["per_class"][name], (ref == c).any(), (pred == c).any()
+        entry, in_ref, in_pred = result.per_class[name], (ref == c).any(), (pred == c).any()
         kinds.add((bool(in_ref), bool(in_pred)))
         if in_ref and in_pred:
-            assert entry["dice"] == pytest.approx(dice[c], abs=1e-6)
-            assert entry["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+            assert entry.dice == pytest.approx(dice[c], abs=1e-6)
+            assert entry.hd95_mm == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
         elif in_ref or in_pred:
-            assert entry["dice"] == 0.0 == pytest.approx(dice[c])
-            assert math.isnan(entry["hd95_mm"]) and not math.isfinite(hd[c])  # MONAI: inf or NaN; here: NaN, a note
+            assert entry.dice == 0.0 == pytest.approx(dice[c])
+            assert math.isnan(entry.hd95_mm) and not math.isfinite(hd[c])  # MONAI: inf or NaN; here: NaN, a note
         else:
-            assert math.isnan(entry["dice"]) and math.isnan(entry["hd95_mm"])
+            assert math.isnan(entry.dice) and math.isnan(entry.hd95_mm)
     assert kinds == {(True, True), (True, False), (False, True), (False, False)}, "every case is covered"
-    assert any(0.0 < result["per_class"][n]["hd95_mm"] for n in names[1:]), "some organ really differs"
+    assert any(0.0 < result.per_class[n].hd95_mm for n in names[1:]), "some organ really differs"
 
 
 def test_box_at_the_volume_border_and_thin_organs():
@@ -250,8 +250,8 @@ def test_box_at_the_volume_border_and_thin_organs():
     result = segmentation_metrics(pred, ref, SPACING, ["bg", "a", "b", "c"], include_background=True)
     dice, hd = monai_reference(pred, ref, SPACING, 4)
     for c, name in enumerate(["bg", "a", "b", "c"]):
-        assert result["per_class"][name]["dice"] == pytest.approx(dice[c], abs=1e-6)
-        assert result["per_class"][name]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+        assert result.per_class[name].dice == pytest.approx(dice[c], abs=1e-6)
+        assert result.per_class[name].hd95_mm == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
 
 
 def test_many_labels_use_a_wider_pair_map():
@@ -269,6 +269,6 @@ def test_many_labels_use_a_wider_pair_map():
     result = segmentation_metrics(pred, ref, SPACING, names)
     dice, hd = monai_reference(pred, ref, SPACING, 20)
     for c in range(1, 20):
-        assert result["per_class"][str(c)]["dice"] == pytest.approx(dice[c], abs=1e-6)
+        assert result.per_class[str(c)].dice == pytest.approx(dice[c], abs=1e-6)
         if (pred == c).any():
-            assert result["per_class"][str(c)]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+            assert result.per_class[str(c)].hd95_mm == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
