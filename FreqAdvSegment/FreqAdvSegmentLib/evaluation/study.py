@@ -76,7 +76,7 @@ def run_study(
             prepare_output(out, study["digest"], overwrite)
         if ctx is not None:
             barrier(ctx)
-            groups = groups[ctx.rank::ctx.world_size]
+            groups = part_of(groups, ctx.world_size, ctx.rank)
         runner = _Runner(cases, names, {a.label: a for a in attacks}, options,
                          ctx.device if ctx is not None else device, transfer, progress)
         for group in groups:

@@ -7,8 +7,8 @@ atomically, so a killed job resumes where it stopped and parts run anywhere are 
 
 Units are run in :class:`WorkGroup` s: the clean cell of (case, model), or every cell of one
 (case, source model, attack) -- the attack is crafted once and evaluated on all its targets, so a
-split never crafts twice. Parts (``--num-parts N --part-id k``) and torchrun ranks take groups by
-stride: group i belongs to part ``i % N``.
+split never crafts twice. Parts (``--num-parts N --part-id k``) and torchrun ranks deal the groups
+out round-robin (:func:`part_of`).
 """
 
 from __future__ import annotations
@@ -82,10 +82,16 @@ def plan_study(case_names: Sequence[str], models: Sequence[str], attacks: Sequen
 
 
 def part_of(groups: Sequence[WorkGroup], num_parts: int, part_id: int) -> list[WorkGroup]:
-    """The groups of part ``part_id`` of ``num_parts`` (by stride: deterministic, balanced across cases)."""
+    """The groups of part ``part_id`` of ``num_parts``, deterministic and balanced.
+
+    The attack groups (the costly ones) are dealt round-robin, then the clean ones, so every part
+    gets its share of each; a part runs its groups case by case (each case read and segmented once).
+    """
     if num_parts < 1 or not 0 <= part_id < num_parts:
         raise ValueError(f"--part-id must be in 0..{num_parts - 1} for --num-parts {num_parts}, got {part_id}")
-    return list(groups[part_id::num_parts])
+    dealt = [g for g in groups if g.attack is not None] + [g for g in groups if g.attack is None]
+    mine = dealt[part_id::num_parts]
+    return sorted(mine, key=lambda g: g.units[0].index)
 
 
 def digest(value: Any) -> str:
