@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
 
+import FreqAdvSegmentLib
 from FreqAdvSegmentLib.cli import main
 from FreqAdvSegmentLib.evaluation.study import run_study
 from FreqAdvSegmentLib.job.pipeline import AttackRequest, RunOptions
@@ -120,3 +125,27 @@ def test_a_folder_of_another_study_is_refused(datalist, whole, tmp_path, capsys)
     assert "other settings" in capsys.readouterr().err
     assert main(["evaluate", "merge", str(out), str(whole), "-o", str(tmp_path / "m")]) == 2
     assert "different studies" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_torchrun_ranks_and_a_second_part_in_one_folder_give_the_same_tables(datalist, whole, tmp_path):
+    # Part 0 of 2 split again over 2 gloo ranks; part 1 as one process into the same folder: the
+    # units never collide, and the run that completes the folder writes the tables.
+    out = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(FreqAdvSegmentLib.__file__).parents[1])}
+    for _ in range(2):  # a second try only if another process took the free port meanwhile
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "FreqAdvSegmentLib.cli",
+               *_argv(datalist, out, "--transfer", "--num-parts", "2", "--part-id", "0")]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
+        if "address already in use" not in proc.stderr.lower():
+            break
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 2 + 2  # the attack groups: 8 of 16 units; 2 of 4 clean
+    assert main(_argv(datalist, out, "--transfer", "--num-parts", "2", "--part-id", "1")) == 0
+    assert _tables(out) == _tables(whole)
