@@ -72,8 +72,8 @@ def run_study(
     out = Path(out_dir)
     ctx = init_distributed(device) if launched_distributed() else None
     try:
-        if ctx is None or ctx.is_main:
-            prepare_output(out, study["digest"], overwrite)
+        # Every rank checks (so all raise together, none waits at a barrier); only rank 0 clears.
+        prepare_output(out, study["digest"], overwrite, clear=ctx is None or ctx.is_main)
         if ctx is not None:
             barrier(ctx)
             groups = part_of(groups, ctx.world_size, ctx.rank)
@@ -106,14 +106,14 @@ def study_settings(datalist: str | Path, split: str, names: Sequence[str], model
     return settings
 
 
-def prepare_output(out: Path, settings_digest: str, overwrite: bool) -> None:
+def prepare_output(out: Path, settings_digest: str, overwrite: bool, clear: bool = True) -> None:
     """Refuse (or, with ``overwrite``, clear) units of another study already in ``out``. The folder
     itself is made with the first unit, so a run that fails before any unit leaves none."""
     foreign = [r for r in read_units(out) if r["settings_digest"] != settings_digest] if (out / "units").is_dir() else []
     if foreign and not overwrite:
         raise FileExistsError(f"{out} holds {len(foreign)} unit(s) of a study with other settings (models, attacks, "
                               "options or cases differ); choose another -o folder, or --overwrite to start again")
-    if overwrite:
+    if overwrite and clear:
         for path in [*(out / "units").glob("*.json"), *(out / n for n in TABLES), *out.glob("transfer_*.csv")]:
             path.unlink(missing_ok=True)
 
