@@ -20,6 +20,7 @@ import SimpleITK as sitk
 import FreqAdvSegmentLib
 from FreqAdvSegmentLib.cli import main
 from FreqAdvSegmentLib.evaluation.study import run_study
+from FreqAdvSegmentLib.evaluation.units import part_of, plan_study
 from FreqAdvSegmentLib.job.pipeline import AttackRequest, RunOptions
 from FreqAdvSegmentLib.samples.sample_data import sample_ct_path, sample_labels_path
 
@@ -149,3 +150,23 @@ def test_two_torchrun_ranks_and_a_second_part_in_one_folder_give_the_same_tables
     assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 2 + 2  # the attack groups: 8 of 16 units; 2 of 4 clean
     assert main(_argv(datalist, out, "--transfer", "--num-parts", "2", "--part-id", "1")) == 0
     assert _tables(out) == _tables(whole)
+
+
+def test_parts_cover_every_unit_once_and_deal_the_attacks_out_evenly():
+    groups = plan_study([f"c{i}" for i in range(5)], MODELS, ["fgsm", "pgd", "vafa"], transfer=True)
+    keys = [u.key for g in groups for u in g.units]
+    assert len(keys) == len(set(keys)) == 5 * (2 + 2 * 3 * 2)
+    assert [u.index for g in groups for u in g.units] == list(range(len(keys)))
+    for n in (1, 3, 7):
+        parts = [part_of(groups, n, k) for k in range(n)]
+        assert sorted(u.key for p in parts for g in p for u in g.units) == sorted(keys)
+        attacked = [sum(g.attack is not None for g in p) for p in parts]
+        assert max(attacked) - min(attacked) <= 1  # the costly groups are spread, not stacked on some parts
+
+
+def test_a_bad_part_or_merge_is_one_line(datalist, tmp_path, capsys):
+    assert main(_argv(datalist, tmp_path / "o", "--num-parts", "3", "--part-id", "3")) == 2
+    assert "--part-id must be in 0..2" in capsys.readouterr().err
+    assert main(["evaluate", "merge", str(tmp_path), "-o", str(tmp_path / "m")]) == 2
+    assert "no units/ folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()
