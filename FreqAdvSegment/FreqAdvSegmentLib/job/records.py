@@ -51,6 +51,12 @@ class AttackRequest:
         spec.resolve(self.preset, **self.params)  # the combination is checked here, not mid-job
         self.label = self.label or (spec.name if self.preset is None else f"{spec.name}-{self.preset}")
 
+    @classmethod
+    def from_text(cls, text: str, label: str = "") -> AttackRequest:
+        """From the one text form ``name[:preset][,key=value...]`` (see ``registry.parse_request``)."""
+        spec, preset, params = registry.parse_request(text)
+        return cls(spec.name, params, preset, label)
+
     @property
     def text(self) -> str:
         """The request as text, e.g. ``vafa:public-code,q_max=30.0``."""
