@@ -34,6 +34,7 @@ from ..job.pipeline import (AttackOutcome, AttackRequest, JobResult, RunOptions,
 from ..job.preprocess import labels_to_original
 from . import evaluate
 from .metrics import segmentation_metrics
+from .results import Budget, SegmentationMetrics
 from .units import CLEAN, Unit, WorkGroup, digest, file_digest, part_of, plan_study, read_unit, read_units, write_unit
 
 BUDGET_COLUMNS = ("linf_hu", "rms_hu", "psnr_db", "ssim")
@@ -144,8 +145,8 @@ class _Runner:
             if self.transfer:  # every target, the source too, through the same path (its diagonal is white-box)
                 metrics = transfer_metrics(job, outcome, self._model(unit.model), self.options)
             else:
-                metrics = outcome.metrics["vs_reference"]
-            write_unit(out, unit, make_row(unit, metrics, outcome.metrics["budget"]), study, inputs)
+                metrics = outcome.metrics.vs_reference
+            write_unit(out, unit, make_row(unit, metrics, outcome.metrics.budget), study, inputs)
 
     def _inputs(self, case: int) -> str:
         if case not in self.inputs:
@@ -171,7 +172,7 @@ def _done(record: dict[str, Any] | None, settings_digest: str, inputs: str) -> b
     return record is not None and record["settings_digest"] == settings_digest and record["inputs"] == inputs
 
 
-def transfer_metrics(job: JobResult, outcome: AttackOutcome, target: LoadedModel, options: RunOptions) -> dict[str, Any]:
+def transfer_metrics(job: JobResult, outcome: AttackOutcome, target: LoadedModel, options: RunOptions) -> SegmentationMetrics:
     """Segmentation metrics of ``target`` on the adversarial volume crafted on ``job``'s model.
 
     When both models see the same model grid (same spacing, window, orientation) the target
@@ -197,15 +198,15 @@ def transfer_metrics(job: JobResult, outcome: AttackOutcome, target: LoadedModel
                                 include_background=options.include_background)
 
 
-def make_row(unit: Unit, metrics: dict[str, Any], budget: dict[str, Any] | None) -> dict[str, Any]:
+def make_row(unit: Unit, metrics: SegmentationMetrics, budget: Budget | None) -> dict[str, Any]:
     """results.csv's row of one unit; a transferred attack's condition is ``ATTACK<-SOURCE``."""
     condition = unit.condition
     if unit.source is not None and unit.source != unit.model:
         condition = f"{unit.condition}<-{unit.source}"
     row = {"model": unit.model, "case": unit.case_name, "condition": condition,
-           "mean_dice": metrics["mean_dice"], "mean_hd95_mm": metrics["mean_hd95_mm"]}
-    row.update({key: ("" if budget is None else budget[key]) for key in BUDGET_COLUMNS})
-    row.update({f"dice:{organ}": m["dice"] for organ, m in metrics["per_class"].items()})
+           "mean_dice": metrics.mean_dice, "mean_hd95_mm": metrics.mean_hd95_mm}
+    row.update({key: ("" if budget is None else getattr(budget, key)) for key in BUDGET_COLUMNS})
+    row.update({f"dice:{organ}": m.dice for organ, m in metrics.per_class.items()})
     return row
 
 
