@@ -51,6 +51,7 @@ def versionProblem(major: int, minor: int) -> str | None:
 
 VERSION_PROBLEM = versionProblem(int(slicer.app.majorVersion), int(slicer.app.minorVersion))
 if VERSION_PROBLEM is None:  # FreqAdvSegmentLib needs the newer Python and MRML API
+    from FreqAdvSegmentLib.evaluation.results import ReportMetrics
     from FreqAdvSegmentLib.mrml.logic import EngineRun, EngineSettings
     from FreqAdvSegmentLib.mrml.results import ROLE_ATTRIBUTE, OutputNodes, ResultNodes
 
@@ -740,18 +741,18 @@ class FreqAdvSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 def summaryText(results: ResultNodes) -> str:
     """What each attack did, from report.json, and where it broke (the organs that lost most)."""
-    report = results.report
+    report = ReportMetrics.from_json(results.report)
     lines = []
-    clean = report.get("clean_vs_ground_truth")
-    reference = report.get("reference", "reference")
-    if clean:
-        lines.append(_("Clean: mean Dice {dice:.3f} vs {reference}.").format(dice=clean["mean_dice"], reference=reference))
-    for method, attack in report.get("attacks", {}).items():
+    reference = report.reference
+    if report.clean is not None:
+        lines.append(_("Clean: mean Dice {dice:.3f} vs {reference}.").format(dice=report.clean.mean_dice, reference=reference))
+    for method, attack in report.attacks.items():
+        m = attack.metrics
         lines.append(_("{method}: mean Dice {dice:.3f} vs {reference}; {flips:.2f}% of labels flipped; "
                        "L-inf {linf:.1f} HU; SSIM {ssim:.4f}; {seconds:.0f} s.").format(
-            method=method.upper(), dice=attack["vs_reference"]["mean_dice"], reference=reference,
-            flips=100 * attack["flip_rate"], linf=attack["perturbation_hu_linf"],
-            ssim=attack["perturbation"]["ssim"], seconds=attack["seconds"]))
+            method=method.upper(), dice=m.vs_reference.mean_dice, reference=reference,
+            flips=100 * m.flip_rate, linf=m.perturbation_hu_linf,
+            ssim=m.perturbation.ssim, seconds=attack.seconds))
         nodes = results.attacks.get(method)
         if nodes is not None and nodes.changed_voxels:
             worst = ", ".join(f"{name} ({count})" for name, count in list(nodes.changed_voxels.items())[:3])

@@ -21,11 +21,6 @@ MODULE = Path(__file__).resolve().parent.parent / "FreqAdvSegment"
 PACKAGE = "FreqAdvSegmentLib"
 SLICER_MODULE = MODULE / "FreqAdvSegment.py"  # the Qt layer Slicer loads: it runs the CLI as a process
 
-# A cycle another branch is removing (issue 21, typed results); drop it and the xfail mark below once merged.
-KNOWN_CYCLES = [{"FreqAdvSegmentLib.job.pipeline", "FreqAdvSegmentLib.evaluation.curve"}]
-KNOWN_CYCLES_REASON = "job.pipeline <-> evaluation.curve is being removed on the typed-results branch (issue 21)"
-
-
 def module_name(path: Path, root: Path = MODULE) -> str:
     """``FreqAdvSegmentLib/job/pipeline.py`` -> ``FreqAdvSegmentLib.job.pipeline`` (a package: its folder)."""
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -180,13 +175,6 @@ def test_the_reader_finds_imports_everywhere_and_resolves_them(tmp_path):
 # --- the package --------------------------------------------------------------------------------
 
 
-def test_no_cycle_beyond_the_known_ones(graph):
-    """No new cycle while the known ones are being removed elsewhere."""
-    new = [c for c in cycles(graph) if not any(c <= known for known in KNOWN_CYCLES)]
-    assert not new, "import cycles:\n" + "\n".join(cycle_path(graph, c) for c in new)
-
-
-@pytest.mark.xfail(strict=False, reason=KNOWN_CYCLES_REASON)
 def test_no_import_cycle(graph):
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(cycle_path(graph, c) for c in found)

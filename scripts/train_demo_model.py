@@ -291,19 +291,19 @@ def evaluate(model: torch.nn.Module, volume: Volume, spec: ModelSpec) -> dict[st
     metrics = segmentation_metrics(pred, volume.labels, volume.spacing, spec.label_names)
     organs = {
         name: {
-            "dice": _rounded(m["dice"]),
-            "hd95_mm": _rounded(m["hd95_mm"]),
-            "ref_voxels": m["ref_voxels"],
-            "pred_voxels": m["pred_voxels"],
+            "dice": _rounded(m.dice),
+            "hd95_mm": _rounded(m.hd95_mm),
+            "ref_voxels": m.ref_voxels,
+            "pred_voxels": m.pred_voxels,
         }
-        for name, m in metrics["per_class"].items()
+        for name, m in metrics.per_class.items()
     }
-    present = [m["dice"] for m in metrics["per_class"].values() if m["ref_voxels"] > 0]
+    present = [m.dice for m in metrics.per_class.values() if m.ref_voxels > 0]
     return {
         "shape": list(volume.image.shape[2:]),
         "mean_dice": _rounded(float(np.mean(present))) if present else None,
         "organs_in_reference": len(present),
-        "mean_dice_incl_false_organs": _rounded(metrics["mean_dice"]),
+        "mean_dice_incl_false_organs": _rounded(metrics.mean_dice),
         "per_organ": organs,
     }
 

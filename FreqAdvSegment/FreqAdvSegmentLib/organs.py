@@ -41,12 +41,3 @@ BTCV_COLORS: tuple[tuple[int, int, int], ...] = (
     (244, 208, 63),
     (244, 208, 63),
 )
-
-
-def label_name(index: int, names: tuple[str, ...] = BTCV_LABELS) -> str:
-    """Name of label ``index``; a clear error for an index the label map does not have."""
-    if not 0 <= index < len(names):
-        raise ValueError(
-            f"label {index} is not in this label map (0..{len(names) - 1}: {', '.join(names)})"
-        )
-    return names[index]

@@ -141,13 +141,13 @@ def phantom_job(trained_unet):
 
 def test_every_outcome_carries_its_budget(phantom_job):
     m = phantom_job.outcomes[0].metrics
-    b = m["budget"]
+    b = m.budget
     # PGD's L-inf ball is 8/255 of the 425 HU window; linear resampling cannot exceed it.
-    assert 0 < b["linf_hu"] <= 8 / 255 * 425 + 1e-3 and 0 < b["rms_hu"] <= b["linf_hu"]
-    assert 0 < b["ssim"] < 1 and np.isfinite(b["psnr_db"])
+    assert 0 < b.linf_hu <= 8 / 255 * 425 + 1e-3 and 0 < b.rms_hu <= b.linf_hu
+    assert 0 < b.ssim < 1 and np.isfinite(b.psnr_db)
     # 13 HU is under the HU threshold (the 3-voxel SSIM may still call sign noise visible).
-    assert m["strength"]["param"] == "eps" and "HU" not in (m["visible"] or "")
-    drops = [r["dice_drop"] for r in m["organ_drops"]]
+    assert m.strength.param == "eps" and "HU" not in (m.visible or "")
+    drops = [r.dice_drop for r in m.organ_drops]
     assert drops == sorted(drops, reverse=True), "worst organ first"
 
 
@@ -176,8 +176,8 @@ def test_visible_attack_is_flagged(trained_unet):
     ct, gt = phantom_ct()
     job = start_job(ct, loaded_test_model(trained_unet), gt)
     outcome = run_attack(job, AttackRequest("pgd", {"eps": 64 / 255, "steps": 1}))
-    assert outcome.metrics["budget"]["linf_hu"] > 50
-    assert outcome.metrics["visible"] and "HU" in outcome.metrics["visible"]
+    assert outcome.metrics.budget.linf_hu > 50
+    assert outcome.metrics.visible and "HU" in outcome.metrics.visible
 
 
 def test_public_code_strength_comes_from_per_slice_renormalisation(trained_unet):
@@ -189,11 +189,11 @@ def test_public_code_strength_comes_from_per_slice_renormalisation(trained_unet)
     params = {"steps": 5, "block_size": 8}
     renormalised = run_attack(job, AttackRequest("vafa:public-code", params))
     clipped = run_attack(job, AttackRequest("vafa:public-code", {**params, "renormalize": None}))
-    clean = job.clean_metrics["mean_dice"]
-    drop_on = clean - renormalised.metrics["vs_reference"]["mean_dice"]
-    drop_off = clean - clipped.metrics["vs_reference"]["mean_dice"]
+    clean = job.clean_metrics.mean_dice
+    drop_on = clean - renormalised.metrics.vs_reference.mean_dice
+    drop_off = clean - clipped.metrics.vs_reference.mean_dice
     assert drop_on > drop_off, (drop_on, drop_off)
-    assert renormalised.metrics["budget"]["ssim"] < clipped.metrics["budget"]["ssim"]
+    assert renormalised.metrics.budget.ssim < clipped.metrics.budget.ssim
 
 
 def test_attack_command_takes_eps_in_hu_and_prints_the_budget(trained_unet, tmp_path, capsys):

@@ -137,7 +137,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--steps", "1", "--device", "cpu", "-o", str(out)]) == 0
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    expected = {"vafa-paper", "vafa-public-code", "pgd"} | ({"sa2"} if "sa2" in registry.names() else set())
+    expected = {"vafa-paper", "vafa-public-code", "pgd", "dose-25"} | ({"sa2"} if "sa2" in registry.names() else set())
     assert set(report["attacks"]) == expected
     assert (out / "figures" / "vafa-public-code_slices.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
@@ -145,10 +145,13 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         assert set(attack["budget"]) >= {"linf_hu", "rms_hu", "psnr_db", "ssim"} and attack["strength"], name
         assert f"{name:<10s} mean Dice" in printed
     assert printed.count("budget: ") == len(expected)
-    # The demo's curve: VAFA (public code) and PGD, two strengths each, the demo's own runs among them.
+    # The demo's curve: VAFA (public code) and PGD, two strengths each, the demo's own runs among
+    # them, and the reduced-dose scan as one realistic point beside them.
     rows = (out / "curve" / "curve.csv").read_text(encoding="utf-8").splitlines()
-    assert len(rows) == 1 + 4
+    assert len(rows) == 1 + 5
+    assert sum(row.split(",")[1] == "dose:25" for row in rows[1:]) == 1, rows
     assert report["curve"]["summary"].startswith("at SSIM >= 0.95")
+    assert "worst realistic change" in report["curve"]["summary"]
     assert "curve/curve.png" in (out / "report.html").read_text(encoding="utf-8")
 
 

@@ -42,7 +42,7 @@ def labels():
 @pytest.fixture(scope="module")
 def plain_dice(demo, ct, labels) -> float:
     """Clean mean Dice of the demo model against the sample's labels as shipped."""
-    return run_job(ct, demo, [], labels).clean_metrics["mean_dice"]
+    return run_job(ct, demo, [], labels).clean_metrics.mean_dice
 
 
 def flipped_x(img: sitk.Image) -> sitk.Image:
@@ -61,7 +61,7 @@ def test_flipped_labels_give_the_same_dice(demo, ct, labels, plain_dice):
     flipped = flipped_x(labels)
     assert sitk.GetArrayViewFromImage(flipped).shape == sitk.GetArrayViewFromImage(labels).shape
     plain = plain_dice
-    again = run_job(ct, demo, [], flipped).clean_metrics["mean_dice"]
+    again = run_job(ct, demo, [], flipped).clean_metrics.mean_dice
     assert plain > 0.5
     assert again == pytest.approx(plain, abs=1e-9)
 
@@ -72,13 +72,13 @@ def test_labels_on_another_spacing_are_aligned_by_position(demo, ct, labels, pla
     shrunk = sitk.Image(labels)
     shrunk.SetSpacing([s / 2 for s in labels.GetSpacing()])
     plain = plain_dice
-    misplaced = run_job(ct, demo, [], shrunk).clean_metrics["mean_dice"]
+    misplaced = run_job(ct, demo, [], shrunk).clean_metrics.mean_dice
     assert misplaced < plain - 0.3
     # Upsampled exactly to 1.5 mm (another grid and shape), they land where they belong.
     origin = labels.TransformContinuousIndexToPhysicalPoint((-0.25, -0.25, -0.25))
     fine = sitk.Resample(labels, [2 * n for n in labels.GetSize()], sitk.Transform(), sitk.sitkNearestNeighbor,
                          origin, [s / 2 for s in labels.GetSpacing()], labels.GetDirection())
-    assert run_job(ct, demo, [], fine).clean_metrics["mean_dice"] == pytest.approx(plain, abs=0.01)
+    assert run_job(ct, demo, [], fine).clean_metrics.mean_dice == pytest.approx(plain, abs=0.01)
 
 
 def test_memory_plan_grows_with_the_window_batch(demo, ct):

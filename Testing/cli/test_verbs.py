@@ -65,7 +65,7 @@ def test_the_table_is_the_parser():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == list(cli.COMMANDS)
-    assert list(cli.COMMANDS) == ["segment", "attack", "evaluate", "curve", "demo", "models", "train", "serve"]
+    assert list(cli.COMMANDS) == ["segment", "attack", "evaluate", "curve", "fourier", "demo", "models", "train", "serve"]
     for name in cli.COMMANDS:
         module = cli.verb(name)
         assert callable(module.add_parser) and callable(module.run), name

@@ -66,20 +66,20 @@ def test_dice_and_hd95_match_independent_computation(label_pair):
     pred, ref = label_pair
     result = segmentation_metrics(pred, ref, SPACING, NAMES)
     for c in (1, 2, 3):
-        entry = result["per_class"][NAMES[c]]
-        assert entry["dice"] == pytest.approx(reference_dice(pred == c, ref == c), abs=1e-6)
+        entry = result.per_class[NAMES[c]]
+        assert entry.dice == pytest.approx(reference_dice(pred == c, ref == c), abs=1e-6)
         expected = reference_hd95(pred == c, ref == c, SPACING)
-        assert entry["hd95_mm"] == pytest.approx(expected, abs=1e-3)
-        assert entry["ref_voxels"] == int((ref == c).sum())
-        assert entry["pred_voxels"] == int((pred == c).sum())
-        assert entry["note"] is None
+        assert entry.hd95_mm == pytest.approx(expected, abs=1e-3)
+        assert entry.ref_voxels == int((ref == c).sum())
+        assert entry.pred_voxels == int((pred == c).sum())
+        assert entry.note is None
 
 
 def test_hd95_uses_spacing_in_mm_and_max_of_directed(label_pair):
     pred, ref = label_pair
     p, r = pred == 2, ref == 2
-    in_mm = segmentation_metrics(pred, ref, SPACING, NAMES)["per_class"]["b"]["hd95_mm"]
-    in_voxels = segmentation_metrics(pred, ref, (1, 1, 1), NAMES)["per_class"]["b"]["hd95_mm"]
+    in_mm = segmentation_metrics(pred, ref, SPACING, NAMES).per_class["b"].hd95_mm
+    in_voxels = segmentation_metrics(pred, ref, (1, 1, 1), NAMES).per_class["b"].hd95_mm
     assert in_mm != pytest.approx(in_voxels, abs=1e-3)  # the spacing really is used
     # The false-positive island makes the two directions differ; MONAI takes the larger one.
     edge_p, edge_r = p ^ binary_erosion(p), r ^ binary_erosion(r)
@@ -93,32 +93,32 @@ def test_hd95_uses_spacing_in_mm_and_max_of_directed(label_pair):
 def test_absent_organs(label_pair):
     pred, ref = label_pair
     result = segmentation_metrics(pred, ref, SPACING, NAMES)
-    both = result["per_class"]["both_absent"]
-    assert math.isnan(both["dice"]) and math.isnan(both["hd95_mm"])
-    assert "not counted" in both["note"]
+    both = result.per_class["both_absent"]
+    assert math.isnan(both.dice) and math.isnan(both.hd95_mm)
+    assert "not counted" in both.note
     for name in ("ref_absent", "pred_absent"):
-        entry = result["per_class"][name]
-        assert entry["dice"] == 0.0
-        assert math.isnan(entry["hd95_mm"]) and "HD95 undefined" in entry["note"]
+        entry = result.per_class[name]
+        assert entry.dice == 0.0
+        assert math.isnan(entry.hd95_mm) and "HD95 undefined" in entry.note
     dice = [reference_dice(pred == c, ref == c) for c in (1, 2, 3)] + [0.0, 0.0]
-    assert result["mean_dice"] == pytest.approx(np.mean(dice), abs=1e-6)
+    assert result.mean_dice == pytest.approx(np.mean(dice), abs=1e-6)
     hd = [reference_hd95(pred == c, ref == c, SPACING) for c in (1, 2, 3)]
-    assert result["mean_hd95_mm"] == pytest.approx(np.mean(hd), abs=1e-3)
+    assert result.mean_hd95_mm == pytest.approx(np.mean(hd), abs=1e-3)
 
 
 def test_include_background_switch(label_pair):
     pred, ref = label_pair
     without = segmentation_metrics(pred, ref, SPACING, NAMES)
     with_bg = segmentation_metrics(pred, ref, SPACING, NAMES, include_background=True)
-    assert "background" not in without["per_class"]
-    bg = with_bg["per_class"]["background"]
-    assert bg["dice"] == pytest.approx(reference_dice(pred == 0, ref == 0), abs=1e-6)
-    assert bg["hd95_mm"] == pytest.approx(reference_hd95(pred == 0, ref == 0, SPACING), abs=1e-3)
+    assert "background" not in without.per_class
+    bg = with_bg.per_class["background"]
+    assert bg.dice == pytest.approx(reference_dice(pred == 0, ref == 0), abs=1e-6)
+    assert bg.hd95_mm == pytest.approx(reference_hd95(pred == 0, ref == 0, SPACING), abs=1e-3)
     # The paper's convention (mean over all classes, background included) does not depend on it.
-    dice_all = [bg["dice"]] + [reference_dice(pred == c, ref == c) for c in (1, 2, 3)] + [0.0, 0.0]
+    dice_all = [bg.dice] + [reference_dice(pred == c, ref == c) for c in (1, 2, 3)] + [0.0, 0.0]
     for result in (without, with_bg):
-        assert result["mean_dice_with_background"] == pytest.approx(np.mean(dice_all), abs=1e-6)
-    assert with_bg["mean_dice"] == pytest.approx(np.mean(dice_all), abs=1e-6)
+        assert result.mean_dice_with_background == pytest.approx(np.mean(dice_all), abs=1e-6)
+    assert with_bg.mean_dice == pytest.approx(np.mean(dice_all), abs=1e-6)
 
 
 def test_torch_input_5d_and_no_warnings(label_pair):
@@ -129,7 +129,7 @@ def test_torch_input_5d_and_no_warnings(label_pair):
         a = segmentation_metrics(pred_5d, torch.from_numpy(ref), SPACING, NAMES)
         reversed_view = pred[:, ::-1][:, ::-1]  # equal values, negative strides
         b = segmentation_metrics(reversed_view, ref, SPACING, NAMES)
-    assert a["mean_dice"] == pytest.approx(b["mean_dice"])
+    assert a.mean_dice == pytest.approx(b.mean_dice)
 
 
 def test_all_absent_gives_nan_means():
@@ -137,8 +137,8 @@ def test_all_absent_gives_nan_means():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = segmentation_metrics(zeros, zeros, SPACING, NAMES)
-    assert math.isnan(result["mean_dice"]) and math.isnan(result["mean_hd95_mm"])
-    assert result["mean_dice_with_background"] == 1.0  # background alone, perfectly matched
+    assert math.isnan(result.mean_dice) and math.isnan(result.mean_hd95_mm)
+    assert result.mean_dice_with_background == 1.0  # background alone, perfectly matched
 
 
 def test_bad_inputs_are_explained(label_pair):
@@ -223,18 +223,18 @@ def test_matches_monai_on_real_organs(sample_label_crop):
     dice, hd = monai_reference(pred, ref, spacing, 14)
     kinds = set()
     for c, name in enumerate(names):
-        entry, in_ref, in_pred = result["per_class"][name], (ref == c).any(), (pred == c).any()
+        entry, in_ref, in_pred = result.per_class[name], (ref == c).any(), (pred == c).any()
         kinds.add((bool(in_ref), bool(in_pred)))
         if in_ref and in_pred:
-            assert entry["dice"] == pytest.approx(dice[c], abs=1e-6)
-            assert entry["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+            assert entry.dice == pytest.approx(dice[c], abs=1e-6)
+            assert entry.hd95_mm == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
         elif in_ref or in_pred:
-            assert entry["dice"] == 0.0 == pytest.approx(dice[c])
-            assert math.isnan(entry["hd95_mm"]) and not math.isfinite(hd[c])  # MONAI: inf or NaN; here: NaN, a note
+            assert entry.dice == 0.0 == pytest.approx(dice[c])
+            assert math.isnan(entry.hd95_mm) and not math.isfinite(hd[c])  # MONAI: inf or NaN; here: NaN, a note
         else:
-            assert math.isnan(entry["dice"]) and math.isnan(entry["hd95_mm"])
+            assert math.isnan(entry.dice) and math.isnan(entry.hd95_mm)
     assert kinds == {(True, True), (True, False), (False, True), (False, False)}, "every case is covered"
-    assert any(0.0 < result["per_class"][n]["hd95_mm"] for n in names[1:]), "some organ really differs"
+    assert any(0.0 < result.per_class[n].hd95_mm for n in names[1:]), "some organ really differs"
 
 
 def test_box_at_the_volume_border_and_thin_organs():
@@ -250,8 +250,8 @@ def test_box_at_the_volume_border_and_thin_organs():
     result = segmentation_metrics(pred, ref, SPACING, ["bg", "a", "b", "c"], include_background=True)
     dice, hd = monai_reference(pred, ref, SPACING, 4)
     for c, name in enumerate(["bg", "a", "b", "c"]):
-        assert result["per_class"][name]["dice"] == pytest.approx(dice[c], abs=1e-6)
-        assert result["per_class"][name]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+        assert result.per_class[name].dice == pytest.approx(dice[c], abs=1e-6)
+        assert result.per_class[name].hd95_mm == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
 
 
 def test_many_labels_use_a_wider_pair_map():
@@ -269,6 +269,6 @@ def test_many_labels_use_a_wider_pair_map():
     result = segmentation_metrics(pred, ref, SPACING, names)
     dice, hd = monai_reference(pred, ref, SPACING, 20)
     for c in range(1, 20):
-        assert result["per_class"][str(c)]["dice"] == pytest.approx(dice[c], abs=1e-6)
+        assert result.per_class[str(c)].dice == pytest.approx(dice[c], abs=1e-6)
         if (pred == c).any():
-            assert result["per_class"][str(c)]["hd95_mm"] == pytest.approx(hd[c], rel=1e-5, abs=1e-5)
+            assert result.per_class[str(c)].hd95_mm == pytest.approx(hd[c], rel=1e-5, abs=1e-5)

@@ -669,10 +669,14 @@ def test_output_nodes_are_filled_in_place(engine_run, scene, sample):
 
 
 def test_progress_lines_of_the_cli_are_parsed():
-    line = "    vafa:  40%|####      | 8/20 [00:16<00:24,  2.01s/step]"
+    line = '{"event": "progress", "stage": "vafa", "step": 8, "total": 20, "fraction": 0.4}'
     assert engine_process.parse_progress(line) == engine_process.Progress("vafa", 8, 20)
-    assert engine_process.parse_progress(" segment: 100%|##########| 1/1 [00:03<00:00]").fraction == 1.0
+    assert engine_process.parse_progress(engine_process.Progress("segment", 1, 1).to_line()).fraction == 1.0
     assert engine_process.parse_progress("report: out/report.html") is None
+    assert engine_process.parse_progress('{"event": "other", "stage": "vafa"}') is None
+    # The bars are for people only now: a bar line is text, not progress.
+    assert engine_process.parse_progress("    vafa:  40%|####      | 8/20 [00:16<00:24,  2.01s/step]") is None
+    assert engine_process.engine_environment({})["FREQADV_PROGRESS"] == "json"
     stages = ["vafa"]
     assert engine_process.overall_fraction(engine_process.Progress("segment", 1, 1), stages) == pytest.approx(0.1)
     assert engine_process.overall_fraction(engine_process.Progress("vafa", 10, 20), stages) == pytest.approx(0.55)

@@ -452,7 +452,8 @@ DDP_WORKER = textwrap.dedent(
     import json, sys
     import torch
     from FreqAdvSegmentLib.job.pipeline import AttackRequest, RunOptions
-    from FreqAdvSegmentLib.training import TrainConfig, Trainer, evaluate_datalist_distributed
+    from FreqAdvSegmentLib.evaluation.distributed_eval import evaluate_datalist_distributed
+    from FreqAdvSegmentLib.training import TrainConfig, Trainer
     from FreqAdvSegmentLib.training.distributed import cleanup, init_distributed
 
     datalist, out, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

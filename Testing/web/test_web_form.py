@@ -180,7 +180,7 @@ def test_a_web_run_follows_its_requests_labels(tmp_path):
     run = WebEngineRun(slicer.vtkMRMLScene(), None, "attack", attacks=("pgd", "pgd,eps=8/255"))
     assert run.requests() == ["pgd", "pgd,eps=8/255"]
 
-    class Job:  # the child's latest tqdm line, as EngineJob parses it
+    class Job:  # the child's latest JSON progress line, as EngineJob parses it
         progress = Progress("pgd-2", 5, 10)
 
     run.job = Job()

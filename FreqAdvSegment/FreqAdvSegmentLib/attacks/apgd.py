@@ -28,7 +28,7 @@ import torch
 
 from .base import Attack, AttackResult, Progress
 from .spec import AttackSpec, Preset
-from .voxel import _EPS, _EPS_SWEEP, _EPS8, _STEPS, _check_positive
+from .voxel import EPS_PARAM, EPS_SWEEP, EPS8_PRESET, STEPS_PARAM, check_positive
 
 MOMENTUM = 0.75
 RHO = 0.75
@@ -64,7 +64,7 @@ class APGD(Attack):
 
     def __init__(self, model: torch.nn.Module, eps: float = 4 / 255, steps: int = 20, **kwargs) -> None:
         super().__init__(model, **kwargs)
-        _check_positive(eps=eps, steps=steps)
+        check_positive(eps=eps, steps=steps)
         self.eps, self.steps = float(eps), int(steps)
 
     def _project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ class APGD(Attack):
 SPEC = AttackSpec(
     "apgd", APGD, "APGD",
     "Auto-PGD on Dice-CE: the reference code's step halving at checkpoints, momentum 0.75, best point kept (Croce & Hein 2020)",
-    (_EPS, _STEPS),
-    (_EPS8, Preset("autoattack", "AutoAttack's standard run of APGD: 100 iterations", {"steps": 100})),
-    strength="eps", sweep=_EPS_SWEEP,
+    (EPS_PARAM, STEPS_PARAM),
+    (EPS8_PRESET, Preset("autoattack", "AutoAttack's standard run of APGD: 100 iterations", {"steps": 100})),
+    strength="eps", sweep=EPS_SWEEP,
 )

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .losses import SegLoss
 from .spec import AttackSpec
-from .voxel import _ALPHA, _EPS, _EPS_SWEEP, _EPS8, _STEPS, PGD
+from .voxel import ALPHA_PARAM, EPS_PARAM, EPS_SWEEP, EPS8_PRESET, STEPS_PARAM, PGD
 
 
 def cosine_weights(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -45,5 +45,5 @@ class CosPGD(PGD):
 SPEC = AttackSpec(
     "cospgd", CosPGD, "CosPGD",
     "PGD with per-voxel CE weighted by cos(softmax, one-hot target) (Agnihotri et al., ICML 2024)",
-    (_EPS, _ALPHA, _STEPS), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+    (EPS_PARAM, ALPHA_PARAM, STEPS_PARAM), (EPS8_PRESET,), strength="eps", sweep=EPS_SWEEP,
 )

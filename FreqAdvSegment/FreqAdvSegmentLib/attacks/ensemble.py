@@ -24,7 +24,7 @@ import torch
 from .base import Attack, AttackResult, Progress
 from .catalog import REGISTERED as registry  # the registry's own store: registry.py imports this file
 from .spec import STEPS, AttackSpec, Param
-from .voxel import _EPS, _EPS_SWEEP, _EPS8, _check_positive
+from .voxel import EPS_PARAM, EPS_SWEEP, EPS8_PRESET, check_positive
 
 DEFAULT_MEMBERS = "pgd+segpgd+cospgd+apgd"
 
@@ -67,7 +67,7 @@ class WorstCase(Attack):
         self, model: torch.nn.Module, attacks: str = DEFAULT_MEMBERS, eps: float = 4 / 255, steps: int | None = None, **kwargs
     ) -> None:
         super().__init__(model, **kwargs)
-        _check_positive(eps=eps, steps=steps or 0)
+        check_positive(eps=eps, steps=steps or 0)
         self.members = split_members(attacks)
         self.eps = float(eps)
         self.member_steps = int(steps) if steps is not None else None
@@ -122,9 +122,9 @@ SPEC = AttackSpec(
     "runs several L-inf attacks under one eps and keeps, per volume, the one that lowers Dice most (AutoAttack's idea)",
     (
         Param("attacks", str, "the member attacks, joined by '+' (name or name:preset each)"),
-        _EPS,
+        EPS_PARAM,
         Param("steps", int, "attack steps of every member; none = each member's own", STEPS, 1, 1000, optional=True),
     ),
-    (_EPS8,),
-    domain="ensemble", strength="eps", sweep=_EPS_SWEEP, trainable=False,
+    (EPS8_PRESET,),
+    domain="ensemble", strength="eps", sweep=EPS_SWEEP, trainable=False,
 )

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .losses import SegLoss
 from .spec import AttackSpec
-from .voxel import _ALPHA, _EPS, _EPS_SWEEP, _EPS8, _STEPS, PGD
+from .voxel import ALPHA_PARAM, EPS_PARAM, EPS_SWEEP, EPS8_PRESET, STEPS_PARAM, PGD
 
 
 def segpgd_lambda(step: int, steps: int) -> float:
@@ -53,5 +53,5 @@ class SegPGD(PGD):
 SPEC = AttackSpec(
     "segpgd", SegPGD, "SegPGD",
     "PGD with a loss moving from correct to wrong voxels, lambda 0 -> 0.5 over the steps (Gu et al., ECCV 2022)",
-    (_EPS, _ALPHA, _STEPS), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+    (EPS_PARAM, ALPHA_PARAM, STEPS_PARAM), (EPS8_PRESET,), strength="eps", sweep=EPS_SWEEP,
 )

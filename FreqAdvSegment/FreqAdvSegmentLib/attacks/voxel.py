@@ -20,7 +20,8 @@ def _refuse_loss(name: str, options: dict, why: str = "maximises its own loss") 
         raise ValueError(f"{name} {why} and cannot take the loss option; drop it")
 
 
-def _check_positive(**values: float) -> None:
+def check_positive(**values: float) -> None:
+    """ValueError naming the first negative value (the voxel attacks' and the ensemble's check)."""
     for name, value in values.items():
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
@@ -33,7 +34,7 @@ class FGSM(Attack):
 
     def __init__(self, model: torch.nn.Module, eps: float = 4 / 255, **kwargs) -> None:
         super().__init__(model, **kwargs)
-        _check_positive(eps=eps)
+        check_positive(eps=eps)
         self.eps = float(eps)
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, progress: Progress | None) -> AttackResult:
@@ -57,7 +58,7 @@ class BIM(Attack):
         if self.own_loss:
             _refuse_loss(self.name, kwargs)
         super().__init__(model, **kwargs)
-        _check_positive(eps=eps, alpha=alpha, steps=steps)
+        check_positive(eps=eps, alpha=alpha, steps=steps)
         self.eps, self.alpha, self.steps = float(eps), float(alpha), int(steps)
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, progress: Progress | None) -> AttackResult:
@@ -132,7 +133,7 @@ class CW(Attack):
     ) -> None:
         _refuse_loss(self.name, kwargs)
         super().__init__(model, **kwargs)
-        _check_positive(c=c, kappa=kappa, steps=steps, lr=lr)
+        check_positive(c=c, kappa=kappa, steps=steps, lr=lr)
         if search_steps < 1 or not 0.0 < target_fraction <= 1.0:
             raise ValueError(f"search_steps must be >= 1 and target_fraction in (0, 1]; got {search_steps}, {target_fraction}")
         self.c, self.kappa, self.steps, self.lr = float(c), float(kappa), int(steps), float(lr)
@@ -223,7 +224,7 @@ class GaussianNoise(Attack):
     def __init__(self, model: torch.nn.Module, std: float = 4 / 255, **kwargs) -> None:
         _refuse_loss(self.name, kwargs, "adds noise without a loss")
         super().__init__(model, **kwargs)
-        _check_positive(std=std)
+        check_positive(std=std)
         self.std = float(std)
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, progress: Progress | None) -> AttackResult:
@@ -234,23 +235,23 @@ class GaussianNoise(Attack):
 
 # --- descriptions (the registry's; every surface is derived from these) -------------------------
 
-_EPS = Param("eps", float, "L-inf budget (paper: 4/255 and 8/255)", INTENSITY, 0, 1, display_scale=255)
-_ALPHA = Param("alpha", float, "step size (paper: 0.01, about 2.55/255)", INTENSITY, 0, 1, display_scale=255)
-_STEPS = Param("steps", int, "attack steps (paper: 20)", STEPS, 1, 1000)
-_EPS_SWEEP = tuple(v / 255 for v in (1.0, 2.0, 4.0, 8.0, 16.0))
-_EPS8 = Preset("eps8", "the paper's larger budget, eps 8/255", {"eps": 8 / 255})
+EPS_PARAM = Param("eps", float, "L-inf budget (paper: 4/255 and 8/255)", INTENSITY, 0, 1, display_scale=255)
+ALPHA_PARAM = Param("alpha", float, "step size (paper: 0.01, about 2.55/255)", INTENSITY, 0, 1, display_scale=255)
+STEPS_PARAM = Param("steps", int, "attack steps (paper: 20)", STEPS, 1, 1000)
+EPS_SWEEP = tuple(v / 255 for v in (1.0, 2.0, 4.0, 8.0, 16.0))
+EPS8_PRESET = Preset("eps8", "the paper's larger budget, eps 8/255", {"eps": 8 / 255})
 
 PGD_SPEC = AttackSpec(
     "pgd", PGD, "PGD", "projected gradient descent, L-inf, random start (Madry et al. 2018)",
-    (_EPS, _ALPHA, _STEPS), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+    (EPS_PARAM, ALPHA_PARAM, STEPS_PARAM), (EPS8_PRESET,), strength="eps", sweep=EPS_SWEEP,
 )
 FGSM_SPEC = AttackSpec(
     "fgsm", FGSM, "FGSM", "fast gradient sign method, one step (Goodfellow et al. 2015)",
-    (_EPS,), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+    (EPS_PARAM,), (EPS8_PRESET,), strength="eps", sweep=EPS_SWEEP,
 )
 BIM_SPEC = AttackSpec(
     "bim", BIM, "BIM", "basic iterative method: PGD without the random start (Kurakin et al. 2017)",
-    (_EPS, _ALPHA, _STEPS), (_EPS8,), strength="eps", sweep=_EPS_SWEEP,
+    (EPS_PARAM, ALPHA_PARAM, STEPS_PARAM), (EPS8_PRESET,), strength="eps", sweep=EPS_SWEEP,
 )
 CW_SPEC = AttackSpec(
     "cw", CW, "CW", "Carlini-Wagner L2: voxel-summed margin, binary search over c, best iterate kept (Carlini & Wagner 2017)",

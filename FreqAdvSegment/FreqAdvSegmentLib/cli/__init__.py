@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {  # freqadv VERB -> its module: ".name" in this pack
     "attack": ".attack",
     "evaluate": ".evaluate",
     "curve": ".curve",
+    "fourier": ".fourier",
     "demo": ".demo",
     "models": ".models",
     "train": ".train",
@@ -40,6 +41,7 @@ DESCRIPTION = """The ``freqadv`` command line.
     freqadv attack CT.nii.gz --method vafa --method pgd --labels GT.nii.gz -o out/
     freqadv evaluate datalist.json --model demo-unet --method vafa --method pgd -o results/
     freqadv curve CT.nii.gz --method vafa:public-code --method pgd --labels GT.nii.gz -o curve/
+    freqadv fourier CT.nii.gz --labels GT.nii.gz -o fourier/   # Dice drop per frequency band
     freqadv models                                 # models the registry knows
     freqadv models import NNUNET_FOLDER -o model.safetensors   # any model family -> safe format
     freqadv train datalist.json -o run/ --regime vafa-fr --init demo-unet   # VAFT

@@ -34,6 +34,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+DEMO_DOSE = "dose:25"
+"""The demo's realistic corruption: the same scan at a quarter of its dose (see corruptions/dose.py)."""
+
+
 def demo_requests(steps: int) -> list:
     """The demo's attacks: VAFA as the paper's Algorithm 1, VAFA as the authors' code runs it, PGD at
     the paper's 4/255, and SA2 when the registry has it; each at ``steps`` steps."""
@@ -47,6 +51,8 @@ def demo_requests(steps: int) -> list:
     ]
     if "sa2" in registry.names():
         requests.append(AttackRequest("sa2", {"steps": steps} if "steps" in registry.get("sa2").param_names else {}))
+    if "dose" in registry.names():  # what really happens to a CT: a quarter of the dose, beside the attacks
+        requests.append(AttackRequest(DEMO_DOSE))
     return requests
 
 
@@ -68,6 +74,9 @@ def demo_curve(job: Any, steps: int, progress: Any = None) -> list:
         points.append(point_from_outcome(job, reused, attack, value))
         points += sweep(job, [attack], {attack.spec.name: new}, progress, count_from=(ran, total))
         ran += len(new)
+    dose = next((o for o in job.outcomes if o.request.method == "dose"), None)
+    if dose is not None:  # one point: the realistic reference on the attacks' axes
+        points.append(point_from_outcome(job, dose, CurveAttack.parse(DEMO_DOSE), dose.request.kwargs()["fraction"]))
     return sorted(points, key=lambda p: (p.attack, p.value))
 
 

@@ -1,1 +1,1 @@
-"""How much an attack hurts: metrics, evaluate over a data list, Dice-against-budget curves, reports."""
+"""How much an attack hurts: metrics, typed results, evaluate over a data list, Dice-against-budget curves, reports."""

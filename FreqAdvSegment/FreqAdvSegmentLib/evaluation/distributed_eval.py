@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import evaluate
-from ..files.images import _check_output_target
+from ..files.output_dir import check_output_target
 from ..job.pipeline import AttackRequest, RunOptions, StageProgress
 from ..training.distributed import (
     DistContext,
@@ -86,7 +86,7 @@ def _in_datalist_order(models: Sequence[str], parts: list[tuple[list[int], dict]
 def _output_problem(out_dir: str | Path, overwrite: bool) -> str | None:
     """Why the output folder cannot be written (io's own check), or None."""
     try:
-        _check_output_target(Path(out_dir), overwrite)
+        check_output_target(Path(out_dir), overwrite)
     except FileExistsError as error:
         return str(error)
     return None

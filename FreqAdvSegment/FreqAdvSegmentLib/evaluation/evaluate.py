@@ -22,7 +22,8 @@ import torch
 
 from ..job.inference import load_segmentation_model
 from ..files.images import atomic_output_dir, read_image
-from ..job.pipeline import AttackRequest, RunOptions, StageProgress, run_job
+from ..job.pipeline import AttackRequest, JobResult, RunOptions, StageProgress, run_job
+from .results import Budget, SegmentationMetrics
 
 
 def load_datalist(path: str | Path, split: str = "validation") -> list[dict[str, Path]]:
@@ -131,16 +132,18 @@ BUDGET_COLUMNS = ("linf_hu", "rms_hu", "psnr_db", "ssim")
 """The budget of an attack's row (see attacks.measures.budget); blank on the clean row, which changes nothing."""
 
 
-def case_rows(model: str, case: str, job) -> list[dict[str, Any]]:
-    """One row per condition (clean, then each attack) for one case."""
-    conditions = [("clean", job.clean_metrics, None)]
-    conditions += [(o.request.label, o.metrics["vs_reference"], o.metrics["budget"]) for o in job.outcomes]
+def case_rows(model: str, case: str, job: JobResult) -> list[dict[str, Any]]:
+    """One row per condition (clean, then each attack) for one case (a job run with ground truth)."""
+    if job.clean_metrics is None:
+        raise ValueError(f"{case}: evaluate needs the case's ground truth; the job was run without it")
+    conditions: list[tuple[str, SegmentationMetrics, Budget | None]] = [("clean", job.clean_metrics, None)]
+    conditions += [(o.request.label, o.metrics.vs_reference, o.metrics.budget) for o in job.outcomes]
     rows = []
     for condition, metrics, budget in conditions:
         row = {"model": model, "case": case, "condition": condition,
-               "mean_dice": metrics["mean_dice"], "mean_hd95_mm": metrics["mean_hd95_mm"]}
-        row.update({key: ("" if budget is None else budget[key]) for key in BUDGET_COLUMNS})
-        row.update({f"dice:{organ}": m["dice"] for organ, m in metrics["per_class"].items()})
+               "mean_dice": metrics.mean_dice, "mean_hd95_mm": metrics.mean_hd95_mm}
+        row.update({key: ("" if budget is None else getattr(budget, key)) for key in BUDGET_COLUMNS})
+        row.update({f"dice:{organ}": m.dice for organ, m in metrics.per_class.items()})
         rows.append(row)
     return rows
 

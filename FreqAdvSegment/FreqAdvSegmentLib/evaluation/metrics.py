@@ -37,6 +37,8 @@ import torch
 from scipy.ndimage import binary_erosion, find_objects
 from scipy.spatial import cKDTree
 
+from .results import OrganMetrics, SegmentationMetrics
+
 # Box margin (voxels) around an organ: one voxel of background around each mask, as MONAI's crop.
 _MARGIN = 1
 
@@ -49,7 +51,7 @@ def segmentation_metrics(
     spacing: Sequence[float],
     label_names: Sequence[str],
     include_background: bool = False,
-) -> dict:
+) -> SegmentationMetrics:
     """Per-organ Dice and HD95 between a predicted and a reference label map.
 
     Args:
@@ -60,10 +62,10 @@ def segmentation_metrics(
         include_background: also report label 0 in ``per_class`` and in the means.
 
     Returns:
-        ``{"per_class": {name: {"dice", "hd95_mm", "ref_voxels", "pred_voxels", "note"}},
-        "mean_dice", "mean_hd95_mm", "mean_dice_with_background"}``. Means are NaN-ignoring
-        means over the reported classes (NaN if no class counts); ``note`` is None or says why
-        a value is NaN.
+        :class:`~.results.SegmentationMetrics`: ``per_class`` {name: OrganMetrics (dice,
+        hd95_mm, ref_voxels, pred_voxels, note)}, ``mean_dice``, ``mean_hd95_mm``,
+        ``mean_dice_with_background``. Means are NaN-ignoring means over the reported classes
+        (NaN if no class counts); ``note`` is None or says why a value is NaN.
     """
     n = len(label_names)
     pred_a, ref_a = _label_pair(pred, ref, n)
@@ -77,15 +79,15 @@ def segmentation_metrics(
         note = _absent_note(n_ref, n_pred)
         # Only when both are present: MONAI would give inf (one absent) or NaN (both absent).
         hd95 = float("nan") if note is not None else _hd95_in_box(pred_a, ref_a, c, boxes[c], spacing_mm)
-        per_class[label_names[c]] = {
-            "dice": dice[c], "hd95_mm": hd95, "ref_voxels": n_ref, "pred_voxels": n_pred, "note": note,
-        }
-    return {
-        "per_class": per_class,
-        "mean_dice": _nanmean([v["dice"] for v in per_class.values()]),
-        "mean_hd95_mm": _nanmean([v["hd95_mm"] for v in per_class.values()]),
-        "mean_dice_with_background": _nanmean(dice),
-    }
+        per_class[label_names[c]] = OrganMetrics(
+            dice=dice[c], hd95_mm=hd95, ref_voxels=n_ref, pred_voxels=n_pred, note=note,
+        )
+    return SegmentationMetrics(
+        per_class=per_class,
+        mean_dice=_nanmean([v.dice for v in per_class.values()]),
+        mean_hd95_mm=_nanmean([v.hd95_mm for v in per_class.values()]),
+        mean_dice_with_background=_nanmean(dice),
+    )
 
 
 def flip_rate(pred_a: np.ndarray | torch.Tensor, pred_b: np.ndarray | torch.Tensor) -> float:
@@ -109,7 +111,7 @@ def flip_rate(pred_a: np.ndarray | torch.Tensor, pred_b: np.ndarray | torch.Tens
     return float((a != b.to(a.device)).sum().item() / a.numel())
 
 
-def _dice_per_class(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, n_labels: int) -> list[float]:
+def dice_per_class(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, n_labels: int) -> list[float]:
     """Dice for every label value 0..n_labels-1 of label maps [H, W, D]; NaN where the label is in
     neither map, 0 where it is in only one (MONAI's ``ignore_empty=False``, which scores a false
     organ 0 rather than letting it go unpunished)."""

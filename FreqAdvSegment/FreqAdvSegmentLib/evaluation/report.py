@@ -33,10 +33,12 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..attacks.measures import METRIC_HELP, VISIBLE_HU, VISIBLE_SSIM  # noqa: E402
+from ..job.records import AttackOutcome, JobResult  # noqa: E402
 from ..organs import BTCV_COLORS  # noqa: E402
+from .results import AttackEntry, ReportMetrics  # noqa: E402
 
 
-def write_report(job, folder: Path, files: dict[str, str], curve: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_report(job: JobResult, folder: Path, files: dict[str, str], curve: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write report.json, report.html and figures/ for a finished :class:`JobResult`.
 
     ``curve``: what :func:`~.curve.write_curve_files` returned for ``folder / "curve"``, if a
@@ -54,7 +56,7 @@ def write_report(job, folder: Path, files: dict[str, str], curve: dict[str, Any]
     return report
 
 
-def report_dict(job, files: dict[str, str]) -> dict[str, Any]:
+def report_dict(job: JobResult, files: dict[str, str]) -> dict[str, Any]:
     """The JSON-ready summary of a job (numbers only, no arrays)."""
     spec = job.loaded.spec
     return {
@@ -65,21 +67,17 @@ def report_dict(job, files: dict[str, str]) -> dict[str, Any]:
         "input_grid": {"size": job.image.GetSize(), "spacing_mm": job.image.GetSpacing()},
         "model_grid": {"size": job.ctx.model.size, "spacing_mm": job.ctx.model.spacing},
         "reference": "ground truth" if job.ground_truth is not None else "clean prediction",
-        "clean_vs_ground_truth": job.clean_metrics,
-        "attacks": {o.request.label: _attack_entry(o) for o in job.outcomes},
-        "notes": list(getattr(job, "notes", [])),
+        "clean_vs_ground_truth": None if job.clean_metrics is None else job.clean_metrics.to_json(),
+        "attacks": {o.request.label: attack_entry(o).to_json() for o in job.outcomes},
+        "notes": list(job.notes),
         "files": files,
     }
 
 
-def _attack_entry(outcome) -> dict[str, Any]:
-    return {
-        "method": outcome.request.method,
-        "params": outcome.request.params,
-        "seconds": outcome.seconds,
-        **outcome.metrics,
-        "history": outcome.result.history,
-    }
+def attack_entry(outcome: AttackOutcome) -> AttackEntry:
+    """An attack's report entry (report.json's ``attacks[label]``)."""
+    return AttackEntry(outcome.request.method, outcome.request.params, outcome.seconds, outcome.metrics,
+                       outcome.result.history)
 
 
 def _json_safe(value: Any) -> Any:
@@ -122,7 +120,7 @@ def _most_changed(changed: np.ndarray, foreground: np.ndarray, axis: int) -> int
     return int(np.round((np.arange(len(fg)) * fg).sum() / max(fg.sum(), 1))) if fg.sum() else len(fg) // 2
 
 
-def _figures(job, folder: Path) -> dict[str, str]:
+def _figures(job: JobResult, folder: Path) -> dict[str, str]:
     figures = {}
     for outcome in job.outcomes:
         name = f"{outcome.request.label}_slices.png"
@@ -139,7 +137,7 @@ def _figures(job, folder: Path) -> dict[str, str]:
     return figures
 
 
-def _slices_figure(job, outcome, path: Path) -> None:
+def _slices_figure(job: JobResult, outcome: AttackOutcome, path: Path) -> None:
     x = job.x[0, 0].cpu().numpy()
     adv = outcome.result.adv[0, 0].cpu().numpy()
     clean_pred = job.clean_pred[0, 0].cpu().numpy()
@@ -181,7 +179,7 @@ def _slices_figure(job, outcome, path: Path) -> None:
     plt.close(fig)
 
 
-def _changes_figure(job, outcome, path: Path) -> None:
+def _changes_figure(job: JobResult, outcome: AttackOutcome, path: Path) -> None:
     """The label-change map: changed voxels coloured by the organ lost (left) and gained (right)."""
     x = job.x[0, 0].cpu().numpy()
     clean, adv = job.clean_pred[0, 0].cpu().numpy(), outcome.adv_pred[0, 0].cpu().numpy()
@@ -200,31 +198,31 @@ def _changes_figure(job, outcome, path: Path) -> None:
             ax.imshow(shown, cmap=cmap, vmin=0, vmax=n - 1, interpolation="nearest", aspect=aspect)
             ax.set_title(f"organ {what} where labels changed\n{view} slice {index}", fontsize=9)
             ax.axis("off")
-    changes = outcome.metrics.get("label_changes", {})
-    worst = sorted(changes.items(), key=lambda kv: -(kv[1]["lost"] + kv[1]["gained"]))[:4]
-    text = "; ".join(f"{k}: -{v['lost']} +{v['gained']}" for k, v in worst) or "no label changed"
+    changes = outcome.metrics.label_changes
+    worst = sorted(changes.items(), key=lambda kv: -(kv[1].lost + kv[1].gained))[:4]
+    text = "; ".join(f"{k}: -{v.lost} +{v.gained}" for k, v in worst) or "no label changed"
     fig.suptitle(f"{outcome.request.label}: {text} voxels (input grid)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def _organ_rows(job) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
+def _organ_rows(job: JobResult) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
     """Organ names present in the reference, with Dice and HD95 per condition."""
-    first = next(iter(job.outcomes)).metrics["vs_reference"]["per_class"]
-    organs = [name for name, m in first.items() if m["ref_voxels"] > 0]
+    first = job.outcomes[0].metrics.vs_reference.per_class
+    organs = [name for name, m in first.items() if m.ref_voxels > 0]
     dice, hd = {}, {}
     if job.clean_metrics is not None:
-        dice["clean"] = [job.clean_metrics["per_class"][o]["dice"] for o in organs]
-        hd["clean"] = [job.clean_metrics["per_class"][o]["hd95_mm"] for o in organs]
+        dice["clean"] = [job.clean_metrics.per_class[o].dice for o in organs]
+        hd["clean"] = [job.clean_metrics.per_class[o].hd95_mm for o in organs]
     for outcome in job.outcomes:
-        per = outcome.metrics["vs_reference"]["per_class"]
-        dice[outcome.request.label] = [per[o]["dice"] for o in organs]
-        hd[outcome.request.label] = [per[o]["hd95_mm"] for o in organs]
+        per = outcome.metrics.vs_reference.per_class
+        dice[outcome.request.label] = [per[o].dice for o in organs]
+        hd[outcome.request.label] = [per[o].hd95_mm for o in organs]
     return organs, dice, hd
 
 
-def _dice_figure(job, path: Path) -> None:
+def _dice_figure(job: JobResult, path: Path) -> None:
     organs, dice, hd = _organ_rows(job)
     fig, axes = plt.subplots(2, 1, figsize=(max(8, len(organs) * 0.9), 8), sharex=True)
     width = 0.8 / max(len(dice), 1)
@@ -244,12 +242,12 @@ def _dice_figure(job, path: Path) -> None:
     plt.close(fig)
 
 
-def _spectrum_figure(job, path: Path) -> None:
+def _spectrum_figure(job: JobResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
-    bands = len(job.outcomes[0].metrics["perturbation"]["band_energy"])
+    bands = len(job.outcomes[0].metrics.perturbation.band_energy)
     width = 0.8 / len(job.outcomes)
     for i, outcome in enumerate(job.outcomes):
-        ax.bar(np.arange(bands) + i * width, outcome.metrics["perturbation"]["band_energy"], width, label=outcome.request.label)
+        ax.bar(np.arange(bands) + i * width, outcome.metrics.perturbation.band_energy, width, label=outcome.request.label)
     ax.set_xticks(np.arange(bands) + 0.4 - width / 2)
     ax.set_xticklabels([f"{b / bands:.2f}-{(b + 1) / bands:.2f}" for b in range(bands)])
     ax.set_xlabel("radial frequency band (fraction of the highest)")
@@ -260,7 +258,7 @@ def _spectrum_figure(job, path: Path) -> None:
     plt.close(fig)
 
 
-def _history_figure(job, path: Path) -> None:
+def _history_figure(job: JobResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for outcome in job.outcomes:
         hist = outcome.result.history
@@ -289,50 +287,48 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
-def _summary_rows(report: dict[str, Any]) -> str:
+def _summary_rows(report: ReportMetrics) -> str:
     rows = []
-    clean = report["clean_vs_ground_truth"]
-    if clean:
-        rows.append(f"<tr><td>clean</td><td>{_fmt(clean['mean_dice'])}</td><td>{_fmt(clean['mean_hd95_mm'], 1)}</td>" + "<td>–</td>" * 6 + "</tr>")
-    for name, a in report["attacks"].items():
-        p = a["perturbation"]
+    clean = report.clean
+    if clean is not None:
+        rows.append(f"<tr><td>clean</td><td>{_fmt(clean.mean_dice)}</td><td>{_fmt(clean.mean_hd95_mm, 1)}</td>" + "<td>–</td>" * 6 + "</tr>")
+    for name, entry in report.attacks.items():
+        a = entry.metrics
         rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{_fmt(a['vs_reference']['mean_dice'])}</td>"
-            f"<td>{_fmt(a['vs_reference']['mean_hd95_mm'], 1)}</td><td>{_fmt(a['vs_clean_prediction']['mean_dice'])}</td>"
-            f"<td>{_fmt(100 * a['flip_rate'], 2)}</td><td>{_fmt(a['perturbation_hu_linf'], 1)}</td>"
-            f"<td>{_fmt(p['psnr_db'], 1)}</td><td>{_fmt(p['ssim'], 4)}</td><td>{_fmt(a['seconds'], 1)}</td></tr>"
+            f"<tr><td>{html.escape(name)}</td><td>{_fmt(a.vs_reference.mean_dice)}</td>"
+            f"<td>{_fmt(a.vs_reference.mean_hd95_mm, 1)}</td><td>{_fmt(a.vs_clean_prediction.mean_dice)}</td>"
+            f"<td>{_fmt(100 * a.flip_rate, 2)}</td><td>{_fmt(a.perturbation_hu_linf, 1)}</td>"
+            f"<td>{_fmt(a.perturbation.psnr_db, 1)}</td><td>{_fmt(a.perturbation.ssim, 4)}</td><td>{_fmt(entry.seconds, 1)}</td></tr>"
         )
     return "\n".join(rows)
 
 
-def _organ_table(report: dict[str, Any]) -> str:
-    attacks = report["attacks"]
+def _organ_table(report: ReportMetrics) -> str:
+    attacks = report.attacks
     if not attacks:
         return ""
     names = list(attacks)
     head = "".join(f"<th>{html.escape(n)} Dice</th>" for n in names)
-    clean = report["clean_vs_ground_truth"]
+    clean = report.clean
     head = ("<th>clean Dice</th>" if clean else "") + head
     rows = []
-    for organ, m in attacks[names[0]]["vs_reference"]["per_class"].items():
-        cells = f"<td>{_fmt(clean['per_class'][organ]['dice'])}</td>" if clean else ""
-        cells += "".join(f"<td>{_fmt(attacks[n]['vs_reference']['per_class'][organ]['dice'])}</td>" for n in names)
-        rows.append(f"<tr><td>{html.escape(organ)}</td><td>{m['ref_voxels']}</td>{cells}</tr>")
+    for organ, m in attacks[names[0]].metrics.vs_reference.per_class.items():
+        cells = f"<td>{_fmt(clean.per_class[organ].dice)}</td>" if clean else ""
+        cells += "".join(f"<td>{_fmt(attacks[n].metrics.vs_reference.per_class[organ].dice)}</td>" for n in names)
+        rows.append(f"<tr><td>{html.escape(organ)}</td><td>{m.ref_voxels}</td>{cells}</tr>")
     return f"<table><tr><th>organ</th><th>reference voxels</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def _budget_table(report: dict[str, Any]) -> str:
+def _budget_table(report: ReportMetrics) -> str:
     rows = []
-    for name, a in report["attacks"].items():
-        b, st = a.get("budget"), a.get("strength")
-        if b is None:
-            continue
-        visible = "<b style='color:#b00'>yes</b>" if a.get("visible") else "no"
-        settings = ", ".join(f"{k}={_fmt(v, 4)}" for k, v in a["params"].items()) or "defaults"
+    for name, entry in report.attacks.items():
+        b, st = entry.metrics.budget, entry.metrics.strength
+        visible = "<b style='color:#b00'>yes</b>" if entry.metrics.visible else "no"
+        settings = ", ".join(f"{k}={_fmt(v, 4)}" for k, v in entry.params.items()) or "defaults"
         rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{html.escape(a['method'])}: {settings}</td><td>{html.escape(st['text'] if st else '–')}</td>"
-            f"<td>{_fmt(b['linf_hu'], 1)}</td><td>{_fmt(b['rms_hu'], 2)}</td><td>{_fmt(b['psnr_db'], 1)}</td>"
-            f"<td>{_fmt(b['ssim'], 3)}</td><td>{visible}</td></tr>"
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(entry.method)}: {settings}</td><td>{html.escape(st.text if st else '–')}</td>"
+            f"<td>{_fmt(b.linf_hu, 1)}</td><td>{_fmt(b.rms_hu, 2)}</td><td>{_fmt(b.psnr_db, 1)}</td>"
+            f"<td>{_fmt(b.ssim, 3)}</td><td>{visible}</td></tr>"
         )
     if not rows:
         return ""
@@ -348,21 +344,22 @@ def _metric_help() -> str:
     return "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in items.items())
 
 
-def _warnings(report: dict[str, Any]) -> str:
-    lines = [f"<li><b>{html.escape(n)}</b>: {html.escape(a['visible'])}</li>" for n, a in report["attacks"].items() if a.get("visible")]
+def _warnings(report: ReportMetrics) -> str:
+    lines = [f"<li><b>{html.escape(n)}</b>: {html.escape(e.metrics.visible)}</li>"
+             for n, e in report.attacks.items() if e.metrics.visible]
     return f"<ul id='visible' style='color:#b00'>{''.join(lines)}</ul>" if lines else ""
 
 
-def _drop_tables(report: dict[str, Any]) -> str:
+def _drop_tables(report: ReportMetrics) -> str:
     out = []
-    for name, a in report["attacks"].items():
-        changes = a.get("label_changes", {})
+    for name, entry in report.attacks.items():
+        changes = entry.metrics.label_changes
         rows = "".join(
-            f"<tr><td>{html.escape(r['organ'])}</td><td>{_fmt(r['clean_dice'])}</td><td>{_fmt(r['dice'])}</td>"
-            f"<td>{_fmt(r['dice_drop'])}</td><td>{_fmt(r['clean_hd95_mm'], 1)}</td><td>{_fmt(r['hd95_mm'], 1)}</td>"
-            f"<td>{_fmt(r['hd95_increase_mm'], 1)}</td><td>{changes.get(r['organ'], {}).get('lost', 0)}</td>"
-            f"<td>{changes.get(r['organ'], {}).get('gained', 0)}</td></tr>"
-            for r in a.get("organ_drops", [])
+            f"<tr><td>{html.escape(r.organ)}</td><td>{_fmt(r.clean_dice)}</td><td>{_fmt(r.dice)}</td>"
+            f"<td>{_fmt(r.dice_drop)}</td><td>{_fmt(r.clean_hd95_mm, 1)}</td><td>{_fmt(r.hd95_mm, 1)}</td>"
+            f"<td>{_fmt(r.hd95_increase_mm, 1)}</td><td>{changes[r.organ].lost if r.organ in changes else 0}</td>"
+            f"<td>{changes[r.organ].gained if r.organ in changes else 0}</td></tr>"
+            for r in entry.metrics.organ_drops
         )
         out.append(f"<h3>{html.escape(name)}</h3><table class='drops'><tr><th>organ</th><th>clean Dice</th><th>attacked Dice</th>"
                    "<th>Dice drop</th><th>clean HD95 (mm)</th><th>attacked HD95 (mm)</th><th>HD95 increase (mm)</th>"
@@ -379,6 +376,7 @@ def _curve_section(report: dict[str, Any]) -> str:
 
 
 def _html(report: dict[str, Any]) -> str:
+    metrics = ReportMetrics.from_json(report)
     figures = "".join(
         f"<figure><img src='{html.escape(src)}' alt='{html.escape(title)}'><figcaption>{html.escape(title)}</figcaption></figure>"
         for title, src in report["figures"].items()
@@ -399,16 +397,16 @@ Metrics are on the input's grid, against the <b>{ref}</b>; means exclude backgro
 <h2>Summary</h2>
 <table id="summary"><tr><th>condition</th><th>mean Dice vs {ref}</th><th>mean HD95 (mm)</th><th>Dice vs clean prediction</th>
 <th>labels flipped (%)</th><th>L-inf (HU)</th><th>PSNR (dB)</th><th>SSIM</th><th>seconds</th></tr>
-{_summary_rows(report)}</table>
+{_summary_rows(metrics)}</table>
 <h2>Budgets: how large each change is</h2>
 <p>Measured on the input's own grid, inside the patient's body (a mask from the CT), so that the air
 around the patient does not make a change look smaller or larger. Compare attacks at equal budget:
 a larger Dice drop bought with a larger, visible change is not a stronger attack.</p>
-{_budget_table(report)}
+{_budget_table(metrics)}
 <ul>{_metric_help()}</ul>
-{_warnings(report)}
-<h2>Per organ</h2>{_organ_table(report)}
-<h2>Where it broke: per-organ drops, worst first</h2>{_drop_tables(report)}
+{_warnings(metrics)}
+<h2>Per organ</h2>{_organ_table(metrics)}
+<h2>Where it broke: per-organ drops, worst first</h2>{_drop_tables(metrics)}
 {_curve_section(report)}
 <h2>Figures</h2>{figures}
 <h2>Files</h2><ul>{files}</ul>

@@ -26,8 +26,6 @@ import SimpleITK as sitk
 from .nifti_check import check_nifti_data, check_nifti_header
 from .output_dir import atomic_output_dir, check_output_target  # noqa: F401 (public here too)
 
-_check_output_target = check_output_target  # the old private name, still imported elsewhere
-
 # Caps on what one volume may be, checked from its header before ITK allocates anything: a
 # 71-byte header can declare 16 GB. 2^30 voxels is a 1024^3 grid, 8x a large abdominal CT.
 MAX_VOXELS = 1 << 30
@@ -91,7 +89,7 @@ def read_image(
         image = _read_dicom_folder(path, series_id, caps)
     else:
         image = _read_file(path, caps)
-    _check_scalar_3d(image, path)
+    check_scalar_3d(image, f"'{path}'", min_size=2)  # DICOM has no header pre-check; a 1-slice file is 2D
     check_geometry(image, path)
     _check_finite(image, path)
     return image
@@ -308,22 +306,26 @@ def _choose_series(folder: Path, ids: list[str], series_id: str | None) -> str:
     return ids[0]
 
 
-def _check_scalar_3d(image: sitk.Image, source: Path) -> None:
-    """Final check on the image itself (DICOM has no header pre-check; a 1-slice file is 2D)."""
+def check_scalar_3d(image: sitk.Image, what: str, min_size: int = 1) -> None:
+    """The one check that an image is a volume this tool can use (reading, preprocessing and the
+    Slicer bridge all call it): TypeError unless a SimpleITK image; ValueError naming ``what``
+    unless it is 3D with one value per voxel and at least ``min_size`` voxels along every axis."""
+    if not isinstance(image, sitk.Image):
+        raise TypeError(f"{what} must be a SimpleITK.Image, got {type(image).__name__}")
     if image.GetDimension() != 3:
         raise ValueError(
-            f"'{source}' gave a {image.GetDimension()}D image of size {image.GetSize()}; this tool "
-            f"needs a 3D volume"
+            f"{what} is a {image.GetDimension()}D image of size {image.GetSize()}; this tool "
+            f"needs a 3D volume (a 3D scalar image, one value per voxel)"
         )
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(
-            f"'{source}' has {image.GetNumberOfComponentsPerPixel()} components per voxel; this "
-            f"tool needs a scalar 3D volume"
+            f"{what} has {image.GetNumberOfComponentsPerPixel()} components per voxel; this "
+            f"tool needs a 3D scalar volume (one value per voxel): extract one component first"
         )
-    if min(image.GetSize()) < 2:
+    if min(image.GetSize()) < min_size:
         raise ValueError(
-            f"'{source}' has size {image.GetSize()}: a single slice, not a 3D volume; a 3D "
-            f"segmentation model needs at least 2 voxels along every axis"
+            f"{what} has size {image.GetSize()}: a single slice, not a 3D volume; a 3D "
+            f"segmentation model needs at least {min_size} voxels along every axis"
         )
 
 

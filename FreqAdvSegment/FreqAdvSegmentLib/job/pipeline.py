@@ -14,21 +14,23 @@ the user's volume exactly (in mm, with the input's spacing, origin and direction
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..attacks import Attack, AttackResult, registry
+from ..attacks import AttackResult
 from ..attacks.measures import budget, body_mask, strength, summarize, visibility
-from .inference import LoadedModel, segment
-from ..files.images import atomic_output_dir, write_image
-from .memory_plan import check_memory, plan_memory
+from ..evaluation.curve_files import write_curve_files
 from ..evaluation.metrics import flip_rate, segmentation_metrics
+from ..evaluation.results import AttackMetrics, Budget, CurvePoint, OrganDrop, Perturbation, SegmentationMetrics, Strength
+from ..files.images import atomic_output_dir, write_image
+from .inference import LoadedModel, segment
+from .label_changes import label_change_maps, label_changes
+from .label_map import apply_label_map
+from .memory_plan import check_memory, plan_memory
 from .preprocess import (
     GridContext,
     Preprocessing,
@@ -39,128 +41,13 @@ from .preprocess import (
     prepare,
     prepare_labels,
 )
+from .records import AttackOutcome, AttackRequest, JobResult, RunOptions, StageProgress, unique_labels
 
-StageProgress = Callable[[str, int, int], None]
-"""progress(stage, done, total); raising from it cancels the job (nothing is written)."""
-
-
-@dataclass
-class AttackRequest:
-    """One attack to run: a registered attack, an optional preset, the parameters given on top.
-
-    ``method`` may carry the preset (``AttackRequest("vafa:public-code", {"q_max": 30})``); after
-    construction ``method`` is the attack's name and ``preset`` the preset. Parameters are checked
-    at once (a wrong one raises ValueError before any model runs). ``label`` names the output
-    folder and the report's entry; :func:`unique_labels` makes the labels of a job distinct.
-    """
-
-    method: str
-    params: dict[str, Any] = field(default_factory=dict)
-    preset: str | None = None
-    label: str = ""
-
-    def __post_init__(self) -> None:
-        spec, preset = registry.split_method(self.method)
-        if preset is not None and self.preset not in (None, preset):
-            raise ValueError(f"{self.method!r} names preset {preset!r} but preset={self.preset!r} was given too")
-        self.method, self.preset = spec.name, preset or self.preset
-        self.params = {k: spec.param(k).parse(v) for k, v in dict(self.params).items()}
-        spec.resolve(self.preset, **self.params)  # the combination is checked here, not mid-job
-        self.label = self.label or (spec.name if self.preset is None else f"{spec.name}-{self.preset}")
-
-    @classmethod
-    def from_text(cls, text: str, label: str = "") -> AttackRequest:
-        """From the one text form ``name[:preset][,key=value...]`` (see ``registry.parse_request``)."""
-        spec, preset, params = registry.parse_request(text)
-        return cls(spec.name, params, preset, label)
-
-    @property
-    def text(self) -> str:
-        """The request as text, e.g. ``vafa:public-code,q_max=30.0``."""
-        return registry.format_request(self.method, self.preset, self.params)
-
-    def kwargs(self) -> dict[str, Any]:
-        """Every constructor keyword of the attack: defaults, then the preset, then ``params``."""
-        return registry.get(self.method).resolve(self.preset, **self.params)
-
-    def build(self, model: torch.nn.Module, **run_options: Any) -> Attack:
-        """The attack object (run options: roi_size, overlap, sw_batch_size, amp, seed, loss)."""
-        return registry.get(self.method).build(model, self.preset, self.params, **run_options)
-
-
-def unique_labels(requests: Sequence[AttackRequest]) -> list[AttackRequest]:
-    """The requests with distinct labels: a repeated label gets -2, -3, ... (``pgd``, ``pgd-2``)."""
-    seen: set[str] = set()
-    out = []
-    for request in requests:
-        label, n = request.label, 1
-        while label in seen:
-            n += 1
-            label = f"{request.label}-{n}"
-        seen.add(label)
-        out.append(request if label == request.label else replace(request, label=label))
-    return out
-
-
-@dataclass
-class RunOptions:
-    """How to run the model and the attacks.
-
-    Attributes:
-        roi_size: sliding-window size; None uses the model's own ``spec.roi_size``.
-        overlap, sw_batch_size: sliding-window overlap and windows per pass; None uses the
-            model's own (``spec.inferer``, e.g. a bundle's inferer), else 0.25 and 2.
-        amp: None, "bf16" or "fp16" (CUDA) autocast.
-        seed: seeds the attacks' randomness.
-        include_background: count label 0 in the mean Dice/HD95 (the paper's convention).
-        label_map: ground-truth value -> model value (see job/label_map.py); None uses them as given.
-    """
-
-    roi_size: tuple[int, int, int] | None = None
-    overlap: float | None = None
-    sw_batch_size: int | None = None
-    amp: str | None = None
-    seed: int = 0
-    include_background: bool = False
-    label_map: dict[int, int] | None = None
-
-
-@dataclass
-class AttackOutcome:
-    """One attack's result: model-grid tensors plus metrics on the original grid."""
-
-    request: AttackRequest
-    result: AttackResult
-    adv_pred: torch.Tensor  # [1, 1, H, W, D] model grid
-    adv_labels: sitk.Image  # original grid
-    metrics: dict[str, Any]
-    seconds: float
-    delta_hu: sitk.Image | None = None  # adv - clean in HU, original grid (kept for writing)
-
-
-@dataclass
-class JobResult:
-    """Everything a report or a viewer needs."""
-
-    image: sitk.Image  # the input, untouched
-    ctx: GridContext
-    x: torch.Tensor  # [1, 1, H, W, D] normalised model input
-    clean_pred: torch.Tensor  # [1, 1, H, W, D] model grid
-    clean_labels: sitk.Image  # original grid
-    ground_truth: sitk.Image | None
-    loaded: LoadedModel
-    options: RunOptions
-    clean_metrics: dict[str, Any] | None
-    outcomes: list[AttackOutcome] = field(default_factory=list)
-    gt_model: torch.Tensor | None = None  # [1, 1, H, W, D] ground truth on the model grid
-    body: np.ndarray | None = None  # bool [Z, Y, X] the patient's body on the input grid
-    notes: list[str] = field(default_factory=list)  # lines the report shows first (e.g. the demo's settings)
-    hu_model: np.ndarray | None = None  # float32 [H, W, D] unclipped HU on the model grid, for corruptions
-
-    @property
-    def reference(self) -> sitk.Image:
-        """What Dice is measured against: the ground truth, else the clean prediction."""
-        return self.ground_truth if self.ground_truth is not None else self.clean_labels
+__all__ = [  # the job's data types live in .records; they are named here too, as they always were
+    "AttackOutcome", "AttackRequest", "JobResult", "RunOptions", "StageProgress", "unique_labels",
+    "label_change_maps", "label_changes", "organ_drops", "run_attack", "run_job", "run_segmentation",
+    "start_job", "model_grid_hu", "write_outputs", "output_files", "preprocessing_for", "window_settings", "check_run_memory",
+]
 
 
 def preprocessing_for(loaded: LoadedModel) -> Preprocessing:
@@ -233,8 +120,6 @@ def start_job(
     check for that)."""
     options = options or RunOptions()
     if ground_truth is not None and options.label_map:
-        from .label_map import apply_label_map
-
         ground_truth = apply_label_map(ground_truth, options.label_map)
     if ground_truth is not None:  # once, so the attack target and the metrics see the same voxels
         ground_truth = labels_onto_image_grid(ground_truth, image)
@@ -274,16 +159,21 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     adv_pred = predict(result.adv, loaded, options)  # as the clean map was made: same windows and blend
     adv_labels = labels_to_original(adv_pred.cpu(), job.ctx)
     delta_hu = perturbation_to_hu(result.perturbation.cpu(), job.ctx)
-    metrics = {
-        "vs_reference": _metrics(adv_labels, reference, loaded, options),
-        "vs_clean_prediction": _metrics(adv_labels, job.clean_labels, loaded, options),
-        "flip_rate": flip_rate(adv_pred, job.clean_pred),
-        "perturbation": summarize(result.clean, result.adv)[0],
-        "perturbation_hu_linf": _hu_linf(result, job.ctx),
-        **_budget_metrics(job, attack, delta_hu),
-    }
-    metrics["organ_drops"] = organ_drops(job, metrics["vs_reference"])
-    metrics["label_changes"] = label_changes(job.clean_labels, adv_labels, loaded.spec.label_names)
+    vs_reference = _metrics(adv_labels, reference, loaded, options)
+    measured, visible = _budget(job, delta_hu)
+    measured_strength = strength(attack, job.ctx.window)
+    metrics = AttackMetrics(
+        vs_reference=vs_reference,
+        vs_clean_prediction=_metrics(adv_labels, job.clean_labels, loaded, options),
+        flip_rate=flip_rate(adv_pred, job.clean_pred),
+        perturbation=Perturbation.from_json(summarize(result.clean, result.adv)[0]),
+        perturbation_hu_linf=_hu_linf(result, job.ctx),
+        budget=measured,
+        strength=Strength.from_json(measured_strength),
+        visible=visible,
+        organ_drops=organ_drops(job, vs_reference),
+        label_changes=label_changes(job.clean_labels, adv_labels, loaded.spec.label_names),
+    )
     return AttackOutcome(request, result, adv_pred, adv_labels, metrics, seconds, delta_hu)
 
 
@@ -294,48 +184,37 @@ def model_grid_hu(job: JobResult) -> np.ndarray:
     return job.hu_model
 
 
-def _budget_metrics(job: JobResult, attack: Any, delta_hu: sitk.Image) -> dict[str, Any]:
-    """The change's size on the input's grid, inside the body, and whether it is visible."""
+def _budget(job: JobResult, delta_hu: sitk.Image) -> tuple[Budget, str | None]:
+    """The change's size on the input's grid, inside the body, and why it is visible (else None)."""
     # Views in the images' own pixel types: budget works slab by slab, so no full-grid float copy.
     original = sitk.GetArrayViewFromImage(job.image)
     if job.body is None:  # one mask per job: every attack is measured on the same voxels
         job.body = body_mask(original)
     measured = budget(original, sitk.GetArrayViewFromImage(delta_hu), job.ctx.window, job.body)
-    return {"budget": measured, "strength": strength(attack, job.ctx.window), "visible": visibility(measured)}
+    return Budget.from_json(measured), visibility(measured)
 
 
-def organ_drops(job: JobResult, attacked: dict[str, Any]) -> list[dict[str, Any]]:
+def organ_drops(job: JobResult, attacked: SegmentationMetrics) -> list[OrganDrop]:
     """Per-organ Dice and HD95 change from the clean result to ``attacked``, worst Dice drop first.
 
     Args:
         attacked: :func:`segmentation_metrics` of the attacked labels against ``job.reference``.
     Returns:
-        one dict per organ present in the reference or the clean prediction: ``organ``,
-        ``clean_dice``, ``dice``, ``dice_drop``, ``clean_hd95_mm``, ``hd95_mm``, ``hd95_increase_mm``
+        one :class:`OrganDrop` per organ present in the reference or the clean prediction
         (against the clean prediction itself, the clean result is Dice 1 and HD95 0).
     """
-    clean = job.clean_metrics["per_class"] if job.clean_metrics is not None else None
+    clean = job.clean_metrics.per_class if job.clean_metrics is not None else None
     rows = []
-    for organ, m in attacked["per_class"].items():
-        c = clean[organ] if clean is not None else {"dice": 1.0, "hd95_mm": 0.0, "pred_voxels": m["ref_voxels"]}
-        if m["ref_voxels"] == 0 and c["pred_voxels"] == 0:
+    for organ, m in attacked.per_class.items():
+        if clean is not None:
+            clean_dice, clean_hd95, clean_voxels = clean[organ].dice, clean[organ].hd95_mm, clean[organ].pred_voxels
+        else:
+            clean_dice, clean_hd95, clean_voxels = 1.0, 0.0, m.ref_voxels
+        if m.ref_voxels == 0 and clean_voxels == 0:
             continue
-        rows.append({
-            "organ": organ, "clean_dice": c["dice"], "dice": m["dice"], "dice_drop": c["dice"] - m["dice"],
-            "clean_hd95_mm": c["hd95_mm"], "hd95_mm": m["hd95_mm"], "hd95_increase_mm": m["hd95_mm"] - c["hd95_mm"],
-        })
+        rows.append(OrganDrop(organ, clean_dice, m.dice, clean_dice - m.dice, clean_hd95, m.hd95_mm, m.hd95_mm - clean_hd95))
     # NaN drops (an organ absent from both) sort last.
-    return sorted(rows, key=lambda r: -r["dice_drop"] if r["dice_drop"] == r["dice_drop"] else float("inf"))
-
-
-def label_changes(clean: sitk.Image, attacked: sitk.Image, label_names: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Voxels each organ lost and gained under attack, on the input grid (organs with changes only)."""
-    a, b = sitk.GetArrayViewFromImage(clean), sitk.GetArrayViewFromImage(attacked)
-    changed = a != b
-    n = len(label_names)
-    lost = np.bincount(a[changed].ravel(), minlength=n)
-    gained = np.bincount(b[changed].ravel(), minlength=n)
-    return {label_names[i]: {"lost": int(lost[i]), "gained": int(gained[i])} for i in range(n) if lost[i] or gained[i]}
+    return sorted(rows, key=lambda r: -r.dice_drop if r.dice_drop == r.dice_drop else float("inf"))
 
 
 def _adversarial_hu(image: sitk.Image, delta_hu: sitk.Image) -> sitk.Image:
@@ -348,22 +227,6 @@ def _adversarial_hu(image: sitk.Image, delta_hu: sitk.Image) -> sitk.Image:
     return out
 
 
-def label_change_maps(clean: sitk.Image, attacked: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
-    """Where the labels changed: (lost, gained) label maps on the input grid.
-
-    ``lost`` holds the clean label of every changed voxel (the organ lost there), ``gained`` the
-    attacked label (the organ gained); 0 where nothing changed. Both use the model's label values,
-    so Slicer and the web viewer colour them like any segmentation."""
-    a, b = sitk.GetArrayFromImage(clean), sitk.GetArrayFromImage(attacked)
-    changed = a != b
-    maps = []
-    for values in (a, b):
-        img = sitk.GetImageFromArray(np.where(changed, values, 0).astype(np.uint8))
-        img.CopyInformation(clean)
-        maps.append(img)
-    return maps[0], maps[1]
-
-
 def check_run_memory(image: sitk.Image, loaded: LoadedModel, options: RunOptions, attacking: bool) -> None:
     """MemoryError with figures and advice, before any heavy work, if the run cannot fit."""
     roi = _roi(options, loaded)
@@ -371,7 +234,7 @@ def check_run_memory(image: sitk.Image, loaded: LoadedModel, options: RunOptions
     check_memory(plan_memory(image, loaded.spec, roi, batch, attacking, loaded.device))
 
 
-def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: RunOptions) -> dict[str, Any]:
+def _metrics(pred: sitk.Image, ref: sitk.Image, loaded: LoadedModel, options: RunOptions) -> SegmentationMetrics:
     # SimpleITK arrays are [z, y, x]; reverse the spacing to match.
     return segmentation_metrics(
         sitk.GetArrayFromImage(pred),
@@ -429,7 +292,8 @@ def output_files(job: JobResult, suffix: str = ".nii.gz") -> dict[str, str]:
 
 
 def write_outputs(
-    job: JobResult, out_dir: str | Path, overwrite: bool = False, suffix: str = ".nii.gz", curve: Sequence[Any] | None = None
+    job: JobResult, out_dir: str | Path, overwrite: bool = False, suffix: str = ".nii.gz",
+    curve: Sequence[CurvePoint] | None = None,
 ) -> Path:
     """Write volumes (on the input's grid), report.json and report.html into ``out_dir``,
     atomically: a crash or cancel leaves no half-written folder. ``curve`` (robustness-curve
@@ -440,11 +304,7 @@ def write_outputs(
         write_image(job.clean_labels, tmp / f"clean_labels{suffix}")
         for outcome in job.outcomes:
             _write_attack(job, outcome, tmp / outcome.request.label, suffix)
-        curve_summary = None
-        if curve:
-            from ..evaluation.curve import write_curve_files
-
-            curve_summary = write_curve_files(list(curve), tmp / "curve")
+        curve_summary = write_curve_files(list(curve), tmp / "curve") if curve else None
         write_report(job, tmp, output_files(job, suffix), curve=curve_summary)
     return Path(out_dir)
 

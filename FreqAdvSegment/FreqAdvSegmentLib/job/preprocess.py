@@ -23,6 +23,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..files.images import check_scalar_3d
+
 # ITK stores geometry in LPS physical space (DICOM: +x towards the patient's Left, +y Posterior,
 # +z Superior); NIfTI/MONAI affines are in RAS (+x Right, +y Anterior, +z Superior). Negating
 # the first two rows converts one into the other.
@@ -214,7 +216,7 @@ def prepare(
         (x, ctx): x is float32 ``[1, 1, H, W, D]`` in [0, 1] on the model grid; ctx maps back.
     """
     prep = prep or Preprocessing()
-    _check_volume(image, "image")
+    check_scalar_3d(image, "image")
     original = GridGeometry.of(image)
     to_oriented = _orientation_transform(original, prep.orientation)
     oriented = _reorient_geometry(original, to_oriented)
@@ -244,7 +246,7 @@ def prepare_labels(label_image: sitk.Image, ctx: GridContext) -> torch.Tensor:
     Returns:
         int64 ``[1, 1, H, W, D]`` on the model grid.
     """
-    _check_volume(label_image, "label image")
+    check_scalar_3d(label_image, "label image")
     labels = _integer_labels(label_image)
     if GridGeometry.of(labels).matches(ctx.original):
         out = _to_model_grid(labels, ctx, sitk.sitkNearestNeighbor)
@@ -270,7 +272,7 @@ def labels_onto_image_grid(label_image: sitk.Image, image: sitk.Image) -> sitk.I
         ValueError: the label map is not a non-negative integer map, or none of its labels
             falls inside the image once resampled.
     """
-    _check_volume(label_image, "label image")
+    check_scalar_3d(label_image, "label image")
     labels = _integer_labels(label_image)
     if GridGeometry.of(labels).matches(GridGeometry.of(image)):
         return labels
@@ -520,19 +522,8 @@ def _xyz(image: sitk.Image) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Input checks
+# Input checks (the 3D-scalar check is files.images.check_scalar_3d)
 # ---------------------------------------------------------------------------------------------
-
-
-def _check_volume(image: sitk.Image, what: str) -> None:
-    """A 3D scalar SimpleITK image, or a clear error."""
-    if not isinstance(image, sitk.Image):
-        raise TypeError(f"{what} must be a SimpleITK.Image, got {type(image).__name__}")
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(
-            f"{what} must be a 3D scalar volume, got a {image.GetDimension()}D image with "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel"
-        )
 
 
 def _integer_labels(label_image: sitk.Image) -> sitk.Image:

@@ -5,9 +5,12 @@ prediction gave that organ and the attacked prediction did not; "background lost
 voxels the clean prediction left as background and the attack turned into some organ. Segments
 keep their organ's colour, so the 3D view shows which organ was eaten where.
 
-    changed = label_change_image(clean_labels, adversarial_labels)      # uint8, on the same grid
-    node = label_change_segmentation(scene, clean_labels, adversarial_labels, "vafa: where it broke",
-                                     label_names, reference_volume=ct)
+Nothing is compared here: the engine wrote where the labels changed (``<attack>/labels_lost``
+and ``labels_gained``, see ``job/label_changes.py``) and this reads those two maps:
+
+    lost, gained = written_change_maps(folder, report["files"], "vafa")
+    changed = label_change_image(lost, gained)                            # uint8, on the same grid
+    node = label_change_segmentation(scene, lost, gained, "vafa: where it broke", label_names, reference_volume=ct)
 """
 
 from __future__ import annotations
@@ -18,25 +21,16 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from ..job.label_changes import organ_lost_image
 from ..organs import BTCV_LABELS
 
 BACKGROUND_LOST = "background lost"
 
 
-def label_change_image(clean: sitk.Image, adversarial: sitk.Image, n_labels: int = len(BTCV_LABELS)) -> sitk.Image:
-    """Label map [k, j, i] of the changes: value v in 1..n-1 = organ v lost, value n =
-    background lost (now an organ), 0 = unchanged. Same grid as ``clean``."""
-    a = sitk.GetArrayViewFromImage(clean)
-    b = sitk.GetArrayViewFromImage(adversarial)
-    if a.shape != b.shape:
-        raise ValueError(f"clean and adversarial label maps differ in size: {a.shape[::-1]} vs {b.shape[::-1]}")
-    changed = np.zeros(a.shape, np.uint8)
-    flipped = a != b
-    changed[flipped] = a[flipped]
-    changed[flipped & (a == 0)] = n_labels
-    out = sitk.GetImageFromArray(changed)
-    out.CopyInformation(clean)
-    return out
+def label_change_image(lost: sitk.Image, gained: sitk.Image, n_labels: int = len(BTCV_LABELS)) -> sitk.Image:
+    """Label map [k, j, i] of the changes, from the engine's lost/gained maps: value v in 1..n-1 =
+    organ v lost, value n = background lost (now an organ), 0 = unchanged. Same grid as ``lost``."""
+    return organ_lost_image(lost, gained, n_labels)
 
 
 def change_names(label_names: Sequence[str]) -> tuple[str, ...]:
@@ -44,7 +38,7 @@ def change_names(label_names: Sequence[str]) -> tuple[str, ...]:
     return ("background", *(f"{name} lost" for name in label_names[1:]), BACKGROUND_LOST)
 
 
-def label_change_segmentation(scene: Any, clean: sitk.Image, adversarial: sitk.Image, name: str,
+def label_change_segmentation(scene: Any, lost: sitk.Image, gained: sitk.Image, name: str,
                               label_names: Sequence[str] = BTCV_LABELS, reference_volume: Any = None,
                               node: Any = None, closed_surfaces: bool = True) -> Any:
     """A segmentation node of :func:`label_change_image`: one segment per organ that lost
@@ -52,7 +46,7 @@ def label_change_segmentation(scene: Any, clean: sitk.Image, adversarial: sitk.I
     a terminology-aware reader sees which structure it was)."""
     from .segmentations import segmentation_from_labels
 
-    changes = label_change_image(clean, adversarial, len(label_names))
+    changes = label_change_image(lost, gained, len(label_names))
     names = (*label_names, BACKGROUND_LOST)
     node = segmentation_from_labels(scene, changes, name, names, reference_volume, node, closed_surfaces)
     segmentation = node.GetSegmentation()

@@ -2,9 +2,11 @@
 
 Slicer must stay responsive while a model runs for minutes, and a cancelled run must leave
 nothing behind, so long work runs in a child Python (PythonSlicer on the desktop) through the
-same command line everyone else uses. The child's progress comes from its tqdm bars on stderr
-("  vafa:  40%|####      | 8/20 [...]"), parsed line by line. Cancel kills the whole process
-tree (the PythonSlicer launcher starts the real interpreter as its own child).
+same command line everyone else uses. The child is asked (``FREQADV_PROGRESS=json``) for its
+progress as JSON lines on stderr (``{"event": "progress", "stage": "vafa", "step": 8, "total":
+20, ...}``, see job/progress.py) instead of the bars a person sees; every other line is kept as
+the run's text. Cancel kills the whole process tree (the PythonSlicer launcher starts the real
+interpreter as its own child).
 
     job = EngineJob(engine_command("attack", ["ct.nrrd", "-o", "out", "--format", "nrrd"]))
     job.start()
@@ -26,36 +28,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..job.progress import JSON, PROGRESS_ENV, Progress, parse_progress
+
+__all__ = ["EngineError", "EngineJob", "Progress", "parse_progress", "overall_fraction", "engine_command",
+           "engine_environment", "python_executable", "kill_process_tree"]
+
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent  # the folder holding FreqAdvSegmentLib
-_TQDM = re.compile(r"^\s*(?P<stage>[\w.-]+):\s+\d+%\|.*?\|\s*(?P<done>\d+)/(?P<total>\d+)")
 
 
 class EngineError(RuntimeError):
     """The engine process failed; the message ends with its last output lines."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Latest progress of one stage (segment, or an attack's name)."""
-
-    stage: str
-    done: int
-    total: int
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 0.0
-
-
-def parse_progress(line: str) -> Progress | None:
-    """A Progress from one tqdm line of the CLI, or None for any other line."""
-    match = _TQDM.match(line)
-    if match is None:
-        return None
-    return Progress(match["stage"], int(match["done"]), int(match["total"]))
 
 
 def overall_fraction(progress: Progress | None, stages: Sequence[str], segment_share: float = 0.1) -> float:
@@ -92,8 +76,10 @@ def engine_command(command: str, arguments: Sequence[str], python: str | None = 
 
 
 def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment in which the child finds this copy of FreqAdvSegmentLib and flushes output."""
+    """Environment in which the child finds this copy of FreqAdvSegmentLib, flushes output and
+    reports its progress as JSON lines."""
     env = dict(os.environ if base is None else base)
+    env[PROGRESS_ENV] = JSON
     paths = [str(PACKAGE_PARENT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
@@ -161,7 +147,7 @@ class EngineJob:
         if self.cancelled:
             raise EngineError("the engine run was cancelled")
         if code != 0:
-            tail = "\n".join(line for line in list(self.lines)[-15:] if parse_progress(line) is None)
+            tail = "\n".join(list(self.lines)[-15:])
             raise EngineError(f"the FreqAdvSegment engine failed (exit code {code}):\n{tail}")
 
     def _read(self) -> None:
@@ -182,10 +168,8 @@ class EngineJob:
             return
         progress = parse_progress(line)
         if progress is not None:
-            self.progress = progress
-            if self.lines and parse_progress(self.lines[-1]) is not None:
-                self.lines[-1] = line  # keep one line per bar redraw, not hundreds
-                return
+            self.progress = progress  # progress is state, not text: the error tail stays readable
+            return
         self.lines.append(line)
 
 

@@ -108,9 +108,6 @@ class SliceView(_View):
         self.logic.FitSliceToBackground()
         self.logic.SnapSliceOffsetToIJK()
 
-    def set_offset(self, offset_mm: float) -> None:
-        self.logic.SetSliceOffset(offset_mm)
-
     def render(self) -> None:
         self.logic.ResizeSliceNode(*self.size)
         self.mapper.SetInputConnection(self.logic.GetImageDataConnection())

@@ -20,6 +20,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from ..files.images import read_image
+from ..job.label_changes import written_change_maps
 from .changes import change_counts, label_change_image, label_change_segmentation
 from .display import show_ct, show_perturbation, style_segmentation
 from .segmentations import segmentation_from_labels
@@ -95,10 +96,6 @@ class ResultNodes:
         """Every segmentation node of these results (for building their 3D surfaces)."""
         return [n for n in self.node_roles().values() if n.IsA("vtkMRMLSegmentationNode")]
 
-    def created_nodes(self) -> list[Any]:
-        """Nodes made for these results (not the input or the ground truth)."""
-        return list(self.node_roles().values())
-
     def node_roles(self) -> dict[str, Any]:
         """Role -> node for every node made for these results: ``clean_segmentation``,
         ``metrics_table``, ``dice_chart`` and ``<attack>/adversarial``, ``/perturbation``,
@@ -162,7 +159,7 @@ def load_results(
     adversarial_labels = {}
     for method in report["attacks"]:
         results.attacks[method], adversarial_labels[method] = _load_attack(scene, folder, files, method, labels, input_volume,
-                                                                           prefix, targets, clean_labels, closed_surfaces)
+                                                                           prefix, targets, closed_surfaces)
     results.metrics_table = metrics_table(scene, report, f"{prefix} metrics", targets.get("metrics_table"))
     results.dice_chart = dice_chart(scene, results.metrics_table, f"{prefix} Dice", targets.get("dice_chart"))
     if adversarial_labels:
@@ -237,8 +234,7 @@ def write_scene(folder: str | Path, input_path: str | Path | None = None, labels
 
 
 def _load_attack(scene: Any, folder: Path, files: dict[str, str], method: str, labels: tuple[str, ...],
-                 input_volume: Any, prefix: str, targets: dict[str, Any], clean_labels: sitk.Image,
-                 closed_surfaces: bool = True) -> tuple[AttackNodes, sitk.Image]:
+                 input_volume: Any, prefix: str, targets: dict[str, Any], closed_surfaces: bool = True) -> tuple[AttackNodes, sitk.Image]:
     adversarial = _volume(scene, folder / files[f"{method}/adversarial"], f"{prefix} {method} adversarial", input_volume,
                           targets.get(f"{method}/adversarial"))
     show_ct(adversarial, like=input_volume)  # same window as the clean CT: differences stay visible
@@ -249,9 +245,10 @@ def _load_attack(scene: Any, folder: Path, files: dict[str, str], method: str, l
     segmentation = segmentation_from_labels(scene, adversarial_labels, f"{prefix} {method} segmentation", labels, input_volume,
                                             targets.get(f"{method}/segmentation"), closed_surfaces)
     style_segmentation(segmentation)
-    changes = label_change_segmentation(scene, clean_labels, adversarial_labels, f"{prefix} {method} where it broke", labels,
+    lost, gained = written_change_maps(folder, files, method)  # what the engine wrote, not recomputed
+    changes = label_change_segmentation(scene, lost, gained, f"{prefix} {method} where it broke", labels,
                                         input_volume, targets.get(f"{method}/changes"), closed_surfaces)
-    counts = change_counts(label_change_image(clean_labels, adversarial_labels, len(labels)), labels)
+    counts = change_counts(label_change_image(lost, gained, len(labels)), labels)
     return AttackNodes(method, adversarial, perturbation, segmentation, limit, changes, counts), adversarial_labels
 
 

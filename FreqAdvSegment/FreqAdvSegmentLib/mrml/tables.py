@@ -12,25 +12,27 @@ from typing import Any
 
 import vtk
 
+from ..evaluation.results import ReportMetrics, SegmentationMetrics
+
 MEAN_ROW = "mean (organs)"
 REFERENCE_ATTRIBUTE = "FreqAdvSegment.reference"
 
 
 def metrics_rows(report: dict[str, Any]) -> tuple[list[str], dict[str, list[float]]]:
     """Organ names (present in the reference, then the mean row) and the columns' values."""
-    attacks = report.get("attacks") or {}
-    if not attacks:
+    metrics = ReportMetrics.from_json(report)
+    if not metrics.attacks:
         raise ValueError("report.json has no attacks: nothing to tabulate")
-    first = next(iter(attacks.values()))["vs_reference"]["per_class"]
-    organs = [name for name, m in first.items() if (m.get("ref_voxels") or 0) > 0]
-    clean = report.get("clean_vs_ground_truth")
-    columns: dict[str, list[float]] = {"reference voxels": [float(first[o]["ref_voxels"]) for o in organs] + [math.nan]}
+    first = next(iter(metrics.attacks.values())).metrics.vs_reference.per_class
+    organs = [name for name, m in first.items() if m.ref_voxels > 0]
+    clean = metrics.clean
+    columns: dict[str, list[float]] = {"reference voxels": [float(first[o].ref_voxels) for o in organs] + [math.nan]}
     columns["Dice clean"] = _values(clean, organs, "dice", 1.0)
     columns["HD95 clean (mm)"] = _values(clean, organs, "hd95_mm", 0.0)
-    for name, attack in attacks.items():
-        dice = _values(attack["vs_reference"], organs, "dice", None)
+    for name, attack in metrics.attacks.items():
+        dice = _values(attack.metrics.vs_reference, organs, "dice", None)
         columns[f"Dice {name}"] = dice
-        columns[f"HD95 {name} (mm)"] = _values(attack["vs_reference"], organs, "hd95_mm", None)
+        columns[f"HD95 {name} (mm)"] = _values(attack.metrics.vs_reference, organs, "hd95_mm", None)
         columns[f"Dice drop {name}"] = [c - d for c, d in zip(columns["Dice clean"], dice)]
     return organs + [MEAN_ROW], columns
 
@@ -102,15 +104,10 @@ def _dice_columns(table: Any) -> list[str]:
     return [n for n in names if n.startswith("Dice ") and not n.startswith("Dice drop")]
 
 
-def _values(metrics: dict[str, Any] | None, organs: list[str], key: str, default: float | None) -> list[float]:
-    """Per-organ values plus the mean; ``default`` when there are no metrics (no ground truth)."""
+def _values(metrics: SegmentationMetrics | None, organs: list[str], key: str, default: float | None) -> list[float]:
+    """Per-organ values (``key``: "dice" or "hd95_mm") plus the mean; ``default`` when there are
+    no metrics (no ground truth). Missing values are NaN."""
     if metrics is None:
         return [default] * (len(organs) + 1)
-    per = metrics["per_class"]
-    values = [_number(per[o][key]) for o in organs]
-    mean_key = "mean_dice" if key == "dice" else "mean_hd95_mm"
-    return values + [_number(metrics.get(mean_key))]
-
-
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
+    values = [getattr(metrics.per_class[o], key) for o in organs]
+    return values + [metrics.mean_dice if key == "dice" else metrics.mean_hd95_mm]

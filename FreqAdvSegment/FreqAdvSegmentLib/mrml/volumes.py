@@ -21,6 +21,7 @@ import SimpleITK as sitk
 import vtk
 from vtkmodules.util import numpy_support
 
+from ..files.images import check_scalar_3d
 from .geometry import ItkGeometry, SlicerGeometry, itk_to_slicer, slicer_to_itk
 
 SCALAR_VOLUME = "vtkMRMLScalarVolumeNode"
@@ -47,7 +48,7 @@ def volume_node_from_image(scene: Any, image: sitk.Image, name: str, labelmap: b
 
 def update_volume_node(node: Any, image: sitk.Image) -> None:
     """Replace ``node``'s voxels and geometry with ``image``'s."""
-    _check_scalar_3d(image)
+    check_scalar_3d(image, "a volume node's image")
     geometry = itk_to_slicer(ItkGeometry(image.GetOrigin(), image.GetSpacing(), image.GetDirection()))
     # The vtkImageData keeps identity origin/spacing: in MRML the node carries the geometry.
     node.SetAndObserveImageData(_image_data(sitk.GetArrayViewFromImage(image)))
@@ -105,13 +106,3 @@ def _vtk_matrix(directions: np.ndarray) -> vtk.vtkMatrix4x4:
         for c in range(3):
             matrix.SetElement(r, c, float(directions[r, c]))
     return matrix
-
-
-def _check_scalar_3d(image: sitk.Image) -> None:
-    if not isinstance(image, sitk.Image):
-        raise TypeError(f"expected a SimpleITK.Image, got {type(image).__name__}")
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(
-            f"a volume node needs a 3D scalar image; got {image.GetDimension()}D with "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel"
-        )

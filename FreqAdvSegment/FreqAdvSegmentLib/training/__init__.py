@@ -28,7 +28,6 @@ _EXPORTS = {
     "read_datalist": "data",
     "CheckpointError": "checkpoint",
     "load_checkpoint": "checkpoint",
-    "evaluate_datalist_distributed": "distributed_eval",
     "init_distributed": "distributed",
 }
 

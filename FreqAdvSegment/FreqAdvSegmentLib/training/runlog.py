@@ -29,10 +29,6 @@ class RunLog:
             _truncate_after(path, fields, resume_step)
         self.writer = _tensorboard_writer(self.folder / "tensorboard") if tensorboard else None
 
-    @property
-    def tensorboard_enabled(self) -> bool:
-        return self.writer is not None
-
     def train(self, row: dict[str, Any]) -> None:
         _append(self.train_csv, TRAIN_FIELDS, row)
         if self.writer is not None:

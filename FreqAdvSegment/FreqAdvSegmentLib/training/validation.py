@@ -17,14 +17,14 @@ import torch
 
 from ..attacks import registry
 from ..job.inference import predict_logits
-from ..evaluation.metrics import _dice_per_class
+from ..evaluation.metrics import dice_per_class
 from ..models import ModelSpec
 from .distributed import DistContext, all_gather_objects
 
 
 def mean_dice(pred: torch.Tensor, ref: torch.Tensor, n_classes: int, include_background: bool) -> float:
     """Mean Dice over classes of label maps [H, W, D] (NaN if no class is present in either)."""
-    dice = _dice_per_class(pred.cpu().long(), ref.cpu().long(), n_classes)
+    dice = dice_per_class(pred.cpu().long(), ref.cpu().long(), n_classes)
     values = [d for d in dice[0 if include_background else 1:] if not math.isnan(d)]
     return float(np.mean(values)) if values else float("nan")
 

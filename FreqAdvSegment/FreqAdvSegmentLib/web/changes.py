@@ -1,7 +1,10 @@
 """Where it broke: the voxels whose predicted label the attack changed, as a red label map.
 
-    image = label_changes(clean_labels, adversarial_labels)   # uint8: 1 where they differ
+    image = label_changes(folder, report["files"], "fgsm")    # uint8: 1 where a label changed
     node = change_node(scene, image, "fgsm label changes")    # red in any slice view's label layer
+
+Nothing is compared here: the image comes from the maps the engine wrote (``fgsm/labels_lost``
+and ``labels_gained``, see ``job/label_changes.py``), the same ones the Slicer module shows.
 
 The label map is drawn as the label layer over the clean CT, so a reader sees at once where the
 segmentation moved, however faint the perturbation that moved it.
@@ -9,11 +12,14 @@ segmentation moved, however faint the perturbation that moved it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..job.label_changes import changed_mask, written_change_maps
 from ..mrml.volumes import volume_node_from_image
 
 CHANGED = 1
@@ -21,16 +27,10 @@ CHANGE_COLOR = (1.0, 0.0, 0.0)  # pure red: no organ colour is red (the test cou
 COLORS_NAME = "FreqAdvSegment label changes (red)"
 
 
-def label_changes(clean: sitk.Image, adversarial: sitk.Image) -> sitk.Image:
-    """``CHANGED`` where the two label maps differ, 0 elsewhere, on ``clean``'s grid.
-
-    Both are [k, j, i] label images of the same grid; ValueError otherwise."""
-    a, b = sitk.GetArrayViewFromImage(clean), sitk.GetArrayViewFromImage(adversarial)
-    if a.shape != b.shape:
-        raise ValueError(f"the label maps have different grids ({a.shape} and {b.shape})")
-    changed = sitk.GetImageFromArray((a != b).astype(np.uint8) * CHANGED)
-    changed.CopyInformation(clean)
-    return changed
+def label_changes(folder: str | Path, files: Mapping[str, str], attack: str) -> sitk.Image:
+    """uint8 [k, j, i]: ``CHANGED`` where ``attack`` changed a label, 0 elsewhere, on the input's
+    grid; from the output folder's maps (``files``: report.json's)."""
+    return changed_mask(*written_change_maps(folder, files, attack))
 
 
 def changed_voxels(image: sitk.Image) -> int:

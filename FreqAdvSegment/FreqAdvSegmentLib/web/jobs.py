@@ -2,7 +2,7 @@
 
 The job itself is the MRML bridge's :class:`~FreqAdvSegmentLib.mrml.logic.EngineRun`, exactly as
 the Slicer module runs it: the input node written as NRRD, ``freqadv attack`` in a child process
-(progress from its bars, Cancel kills the process tree), results loaded into the scene only on
+(progress from its JSON progress lines, Cancel kills the process tree), results loaded into the scene only on
 success. This class adds what a shared web session needs:
 
 * at most one job at a time; a second start raises :class:`JobBusy` with a sentence for the user;

@@ -22,6 +22,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..evaluation.results import AttackEntry, OrganMetrics, ReportMetrics, SegmentationMetrics
+
 MEAN_ROW = "mean (organs)"
 # HD95 beyond this is almost always a stray blob far from the organ, not a shifted border.
 FAR_HD95_MM = 50.0
@@ -49,22 +51,21 @@ class MetricsRow:
 
 def page_metrics(report: dict[str, Any]) -> dict[str, Any]:
     """``{"reference", "has_clean", "attacks": [{"label", "title", "budget", "rows"}...]}``."""
-    attacks = report.get("attacks") or {}
-    if not attacks:
+    metrics = ReportMetrics.from_json(report)
+    if not metrics.attacks:
         raise ValueError("the report has no attack results to show")
-    clean = report.get("clean_vs_ground_truth")
     return {
-        "reference": report.get("reference", "clean prediction"),
-        "has_clean": clean is not None,
+        "reference": metrics.reference,
+        "has_clean": metrics.clean is not None,
         "hd95_note": HD95_NOTE,
-        "attacks": [attack_metrics(label, entry, clean) for label, entry in attacks.items()],
+        "attacks": [attack_metrics(label, entry, metrics.clean) for label, entry in metrics.attacks.items()],
     }
 
 
-def attack_metrics(label: str, entry: dict[str, Any], clean: dict[str, Any] | None) -> dict[str, Any]:
+def attack_metrics(label: str, entry: AttackEntry, clean: SegmentationMetrics | None) -> dict[str, Any]:
     """One attack's rows (worst first, the mean last) and budget figures."""
-    per_class = entry["vs_reference"]["per_class"]
-    clean_per = (clean or {}).get("per_class", {})
+    per_class = entry.metrics.vs_reference.per_class
+    clean_per = clean.per_class if clean is not None else {}
     organs = [name for name, m in per_class.items() if _counted(m) or _counted(clean_per.get(name))]
     rows = [_row(name, per_class[name], clean_per.get(name), clean is not None) for name in organs]
     rows.sort(key=lambda r: (r.dice_value is None, _change(r), r.organ))  # worst first
@@ -72,17 +73,17 @@ def attack_metrics(label: str, entry: dict[str, Any], clean: dict[str, Any] | No
     return {"label": label, "budget": budget_figures(entry), "rows": [asdict(r) for r in rows]}
 
 
-def budget_figures(entry: dict[str, Any]) -> list[dict[str, str]]:
+def budget_figures(entry: AttackEntry) -> list[dict[str, str]]:
     """The budget figures of one attack's report entry: what the perturbation cost, in words.
 
     Every figure the report carries is listed here, once; a missing one is left out."""
-    perturbation = entry.get("perturbation") or {}
+    m = entry.metrics
     figures = [
-        ("L∞", entry.get("perturbation_hu_linf"), "{:.1f} HU", "largest change of any voxel, in HU"),
-        ("SSIM", perturbation.get("ssim"), "{:.4f}", "structural similarity of adversarial to clean (1 = identical)"),
-        ("PSNR", perturbation.get("psnr_db"), "{:.1f} dB", "peak signal-to-noise ratio of the change"),
-        ("labels changed", entry.get("flip_rate"), "{:.2%}", "share of voxels whose predicted label changed"),
-        ("time", entry.get("seconds"), "{:.0f} s", "time the attack took"),
+        ("L∞", m.perturbation_hu_linf, "{:.1f} HU", "largest change of any voxel, in HU"),
+        ("SSIM", m.perturbation.ssim, "{:.4f}", "structural similarity of adversarial to clean (1 = identical)"),
+        ("PSNR", m.perturbation.psnr_db, "{:.1f} dB", "peak signal-to-noise ratio of the change"),
+        ("labels changed", m.flip_rate, "{:.2%}", "share of voxels whose predicted label changed"),
+        ("time", entry.seconds, "{:.0f} s", "time the attack took"),
     ]
     return [{"name": name, "value": pattern.format(value), "help": help_text}
             for name, value, pattern, help_text in figures if _finite(value)]
@@ -91,33 +92,35 @@ def budget_figures(entry: dict[str, Any]) -> list[dict[str, str]]:
 # --- rows ----------------------------------------------------------------------------------------
 
 
-def _row(organ: str, attacked: dict[str, Any], clean: dict[str, Any] | None, has_clean: bool) -> MetricsRow:
-    dice = _number(attacked.get("dice"))
-    hd95 = _number(attacked.get("hd95_mm"))
-    dice_clean = _number(clean.get("dice")) if has_clean and clean else (None if has_clean else 1.0)
+def _row(organ: str, attacked: OrganMetrics, clean: OrganMetrics | None, has_clean: bool) -> MetricsRow:
+    dice = _number(attacked.dice)
+    hd95 = _number(attacked.hd95_mm)
+    dice_clean = _number(clean.dice) if has_clean and clean else (None if has_clean else 1.0)
+    clean_hd95 = _number(clean.hd95_mm) if clean is not None else None
     change = None if dice is None or dice_clean is None else dice - dice_clean
-    notes = [n for n in (attacked.get("note"), (clean or {}).get("note") if has_clean else None) if n]
-    if not (attacked.get("ref_voxels") or 0):
-        notes.append(f"not in the reference: {attacked.get('pred_voxels') or 0} voxels predicted under the attack")
-    far = [v for v in (hd95, _number((clean or {}).get("hd95_mm")) if has_clean else None) if v is not None]
+    notes = [n for n in (attacked.note, clean.note if has_clean and clean is not None else None) if n]
+    if not attacked.ref_voxels:
+        notes.append(f"not in the reference: {attacked.pred_voxels} voxels predicted under the attack")
+    far = [v for v in (hd95, clean_hd95 if has_clean else None) if v is not None]
     if far and max(far) > FAR_HD95_MM:
         notes.append(f"HD95 {max(far):.0f} mm: {HD95_NOTE}")
     return MetricsRow(
         organ=organ,
         dice_clean=_fmt(dice_clean, "{:.3f}"), dice_attack=_fmt(dice, "{:.3f}"), dice_change=_fmt(change, "{:+.3f}"),
-        hd95_clean=_fmt(_number((clean or {}).get("hd95_mm")) if has_clean else 0.0, "{:.1f}"),
+        hd95_clean=_fmt(clean_hd95 if has_clean else 0.0, "{:.1f}"),
         hd95_attack=_fmt(hd95, "{:.1f}"),
         bar_clean=_bar(dice_clean), bar_attack=_bar(dice), change_style=_change_style(change),
         note="; ".join(notes), is_mean=False, dice_value=dice,
     )
 
 
-def _mean_row(organs: list[str], attacked: dict[str, Any], clean: dict[str, Any], has_clean: bool) -> MetricsRow:
+def _mean_row(organs: list[str], attacked: dict[str, OrganMetrics], clean: dict[str, OrganMetrics],
+              has_clean: bool) -> MetricsRow:
     """The mean over exactly the rows shown (NaN-ignoring, as the engine's means)."""
-    dice = _mean(_number(attacked[o].get("dice")) for o in organs)
-    hd95 = _mean(_number(attacked[o].get("hd95_mm")) for o in organs)
-    dice_clean = _mean(_number((clean.get(o) or {}).get("dice")) for o in organs) if has_clean else 1.0
-    hd95_clean = _mean(_number((clean.get(o) or {}).get("hd95_mm")) for o in organs) if has_clean else 0.0
+    dice = _mean(_number(attacked[o].dice) for o in organs)
+    hd95 = _mean(_number(attacked[o].hd95_mm) for o in organs)
+    dice_clean = _mean(_number(clean[o].dice) for o in organs if o in clean) if has_clean else 1.0
+    hd95_clean = _mean(_number(clean[o].hd95_mm) for o in organs if o in clean) if has_clean else 0.0
     change = None if dice is None or dice_clean is None else dice - dice_clean
     return MetricsRow(
         organ=MEAN_ROW, dice_clean=_fmt(dice_clean, "{:.3f}"), dice_attack=_fmt(dice, "{:.3f}"),
@@ -128,9 +131,9 @@ def _mean_row(organs: list[str], attacked: dict[str, Any], clean: dict[str, Any]
     )
 
 
-def _counted(metrics: dict[str, Any] | None) -> bool:
+def _counted(metrics: OrganMetrics | None) -> bool:
     """An organ counts in the mean when it has a Dice (in the reference, or predicted)."""
-    return metrics is not None and _number(metrics.get("dice")) is not None
+    return metrics is not None and _number(metrics.dice) is not None
 
 
 def _change(row: MetricsRow) -> float:

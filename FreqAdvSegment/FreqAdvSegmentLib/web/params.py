@@ -17,7 +17,7 @@ per chosen attack, ``name[:preset][,key=value...]`` (``registry.format_request``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,11 +207,6 @@ def model_items(models: Any = None) -> list[dict[str, Any]]:
             available, note = False, " (weights not installed)"
         items.append({"title": entry["name"] + note, "value": entry["name"], "props": {"disabled": not available}})
     return items
-
-
-def method_names() -> Sequence[str]:
-    """The attack names ``freqadv serve --method`` may preselect."""
-    return registry.names()
 
 
 def _same(raw: Any, shown: Any) -> bool:

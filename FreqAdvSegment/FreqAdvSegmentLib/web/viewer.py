@@ -25,7 +25,6 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from ..files.images import read_image
 from ..organs import BTCV_LABELS
 from ..mrml import views as bridge_views
 from ..mrml.display import show_ct
@@ -263,8 +262,7 @@ class SceneViewer:
 
     def _add_changes(self, label: str) -> None:
         files, folder = self.results.report["files"], self.results.folder
-        changes = label_changes(read_image(folder / files["clean_labels"]),
-                                read_image(folder / files[f"{label}/adversarial_labels"]))
+        changes = label_changes(folder, files, label)
         node = change_node(self.scene, changes, f"{label} label changes")
         node.SetAndObserveTransformNodeID(self.results.input_volume.GetTransformNodeID())
         self.changes[label], self.changed[label] = node, changed_voxels(changes)
