@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_model_families import auto3dseg_file, ct_file, nnunet_folder, write_bundle, zoo_config
+from test_model_families import auto3dseg_file, ct_file, write_bundle, zoo_config
 
 from FreqAdvSegmentLib.job.inference import load_segmentation_model
 from FreqAdvSegmentLib.job.pipeline import AttackRequest, RunOptions, run_job
@@ -44,8 +44,12 @@ def _bundle(tmp_path: Path) -> Path:
     return write_bundle(tmp_path / "bundle", zoo_config([1.5, 1.5, 2.0], inferer=inferer))
 
 
+REAL_CT = Path(__file__).resolve().parents[1] / "data" / "nnunet_realct"
+
+
 def _nnunet(tmp_path: Path) -> Path:
-    return nnunet_folder(tmp_path)
+    """The committed nnU-Net model trained on a real CT crop (an untrained one predicts one label)."""
+    return REAL_CT / "Dataset002_RealCrop" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
 
 
 def _auto3dseg(tmp_path: Path) -> Path:
@@ -64,11 +68,12 @@ FAMILIES = {
 def test_a_zero_budget_attack_leaves_the_map_as_it_was(make, tmp_path):
     torch.manual_seed(0)
     loaded = load_segmentation_model(make(tmp_path), device="cpu")
-    image = sitk.ReadImage(str(ct_file(tmp_path, size=(40, 36, 26))))
-    roi = (8, 8, 8)  # smaller than the model grid: several overlapping windows
+    real = make is _nnunet  # the nnU-Net model is tried on the real CT crop it was trained for
+    image = sitk.ReadImage(str(REAL_CT / "ct_native.nii.gz") if real else str(ct_file(tmp_path, size=(40, 36, 26))))
+    roi = (32, 32, 32) if real else (8, 8, 8)  # smaller than the model grid: several overlapping windows
     job = run_job(image, loaded, [AttackRequest("pgd", {"eps": 0.0, "steps": 1})], options=RunOptions(roi_size=roi))
     outcome = job.outcomes[0]
-    assert all(n > 8 for n in job.x.shape[2:4])  # several windows along two axes: the blend is exercised
+    assert max(job.x.shape[2:]) > roi[0]  # several overlapping windows along an axis: the blend is exercised
     assert torch.equal(outcome.result.adv, job.x)
     assert torch.equal(outcome.adv_pred, job.clean_pred)
     assert np.array_equal(sitk.GetArrayFromImage(outcome.adv_labels), sitk.GetArrayFromImage(job.clean_labels))
