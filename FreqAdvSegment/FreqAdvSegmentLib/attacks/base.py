@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .losses import SegLoss, paper_dice_ce
-from .network import AMP_DTYPES, autocast, predict_labels
+from .network import AMP_DTYPES, BLEND_MODES, autocast, predict_labels
 from .padding import padded_forward
 from .windows import batched, pad_amounts, window_grid
 
@@ -93,6 +93,9 @@ class Attack:
         loss: the loss to maximise (default: the paper's DiceCE).
         amp: ``"bf16"`` or ``"fp16"`` for autocast of the model's passes (fp16 on CUDA only).
         seed: seeds the attack's own randomness (random starts, noise) for repeatable runs.
+        mode: how the model's windows are placed and blended, as it was validated: "gaussian"
+            or "constant" (MONAI's inferer) or "nnunet" (nnU-Net's tile rule and Gaussian); the
+            attack's windows and its clean prediction follow it.
     """
 
     name = "attack"
@@ -115,6 +118,7 @@ class Attack:
         loss: SegLoss | None = None,
         amp: str | None = None,
         seed: int | None = None,
+        mode: str = "gaussian",
     ) -> None:
         if amp is not None and amp not in AMP_DTYPES:
             raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
@@ -122,6 +126,8 @@ class Attack:
             raise ValueError(f"roi_size needs three sides (h, w, d), got {roi_size!r}")
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if mode not in BLEND_MODES:
+            raise ValueError(f"mode must be one of {list(BLEND_MODES)}, got {mode!r}")
         self.model = model
         self.roi_size = tuple(int(r) for r in roi_size) if roi_size is not None else None
         self.overlap = float(overlap)
@@ -129,6 +135,7 @@ class Attack:
         self.loss_fn: SegLoss = loss if loss is not None else paper_dice_ce()
         self.amp = amp
         self.seed = seed
+        self.mode = mode
         self.generator: torch.Generator | None = None
 
     # --- public API -------------------------------------------------------------------------
@@ -159,7 +166,7 @@ class Attack:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The model's label map [B, 1, H, W, D] for images [B, C, H, W, D] (sliding window if set)."""
-        return predict_labels(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp)
+        return predict_labels(self.model, x, self.roi_size, self.overlap, self.sw_batch_size, self.amp, self.mode)
 
     # --- for subclasses ---------------------------------------------------------------------
 
@@ -192,7 +199,7 @@ class Attack:
     ) -> tuple[float, torch.Tensor]:
         pads = pad_amounts(leaf.shape[2:], self.roi_size)
         y_pad = F.pad(y, pads)  # padding labels are background; they only fill the ROI
-        windows = window_grid(y_pad.shape[2:], self.roi_size, self.overlap)
+        windows = window_grid(y_pad.shape[2:], self.roi_size, self.overlap, self.mode)
         grad = torch.zeros_like(leaf)
         total = 0.0
         for group in batched(windows, self.sw_batch_size):

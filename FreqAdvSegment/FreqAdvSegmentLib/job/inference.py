@@ -11,10 +11,9 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from ..attacks.network import predict_logits as _blended_logits
+from ..attacks.network import AMP_DTYPES, autocast, predict_logits  # noqa: F401  (re-exported: the job's names)
 from ..models import LoadOptions, ModelSpec, load_model, resolve_model, with_input_normalization
 from ..models.families import family_of
 from ..models.registry import registry_spec
@@ -93,41 +92,6 @@ def load_segmentation_model(
     return LoadedModel(model, spec, str(name_or_path), dev, family)
 
 
-def nnunet_gaussian(roi_size: Sequence[int], device: torch.device) -> torch.Tensor:
-    """nnU-Net's tile weights [X, Y, Z]: a Gaussian of sigma 1/8 of the tile, peak 10, float16.
-
-    Unlike MONAI's "gaussian" mode it has no 1e-3 floor: nnU-Net's tails fall to ~1e-10, and
-    where two tiles overlap near their edges that changes the blend a great deal. Zeros (float16
-    underflow) become the smallest non-zero weight, as nnU-Net does.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    impulse = np.zeros(tuple(roi_size))
-    impulse[tuple(size // 2 for size in roi_size)] = 1
-    weights = torch.from_numpy(gaussian_filter(impulse, [size / 8 for size in roi_size], 0, mode="constant", cval=0))
-    weights = (weights / (weights.max() / 10)).to(torch.float16)
-    weights[weights == 0] = weights[weights != 0].min()
-    return weights.float().to(device)
-
-
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    roi_size: Sequence[int] | None,
-    overlap: float = 0.25,
-    sw_batch_size: int = 2,
-    amp: str | None = None,
-    mode: str = "gaussian",
-) -> torch.Tensor:
-    """Logits [B, K, H, W, D] for images [B, C, H, W, D]; sliding windows of ``roi_size``
-    blended by ``mode`` (MONAI's SlidingWindowInferer), or one pass when ``roi_size`` is None."""
-    if roi_size is None or mode != "nnunet":
-        return _blended_logits(model, x, roi_size, overlap, sw_batch_size, amp, mode)
-    weights = nnunet_gaussian(roi_size, next(model.parameters()).device)
-    return _blended_logits(model, x, roi_size, overlap, sw_batch_size, amp, "constant", weights)
-
-
 def segment(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -137,5 +101,5 @@ def segment(
     amp: str | None = None,
     mode: str = "gaussian",
 ) -> torch.Tensor:
-    """Label map [B, 1, H, W, D] (argmax of :func:`predict_logits`)."""
+    """Label map [B, 1, H, W, D] (argmax of :func:`~..attacks.network.predict_logits`)."""
     return predict_logits(model, x, roi_size, overlap, sw_batch_size, amp, mode).argmax(1, keepdim=True)

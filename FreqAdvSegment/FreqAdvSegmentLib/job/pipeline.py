@@ -79,9 +79,16 @@ def _segment(
     """run_segmentation without its memory check, for callers that made a larger one first."""
     x, ctx = prepare(image, preprocessing_for(loaded))
     x = x.to(loaded.device)
-    overlap, batch, mode = window_settings(options, loaded)
-    pred = segment(loaded.model, x, _roi(options, loaded), overlap, batch, options.amp, mode)
+    pred = predict(x, loaded, options)
     return x, ctx, pred, labels_to_original(pred.cpu(), ctx)
+
+
+def predict(x: torch.Tensor, loaded: LoadedModel, options: RunOptions) -> torch.Tensor:
+    """The model's label map [1, 1, H, W, D] for a model-grid input x [1, 1, H, W, D], with the
+    windows, blending and overlap the model asks for. Clean and adversarial maps both come from
+    here, so an attack that changes nothing changes no voxel of the map."""
+    overlap, batch, mode = window_settings(options, loaded)
+    return segment(loaded.model, x, _roi(options, loaded), overlap, batch, options.amp, mode)
 
 
 def run_job(
@@ -132,7 +139,7 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     """Run one attack on a started job and measure it (the job is not changed)."""
     options, loaded = job.options, job.loaded
     gt_model, reference = job.gt_model, job.reference
-    overlap, batch, _ = window_settings(options, loaded)
+    overlap, batch, mode = window_settings(options, loaded)
     attack = request.build(
         loaded.model,
         roi_size=_roi(options, loaded),
@@ -140,6 +147,7 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
         sw_batch_size=batch,
         amp=options.amp,
         seed=options.seed,
+        mode=mode,
     )
     if hasattr(attack, "use_grid"):  # a realistic corruption works in HU and mm (FreqAdvSegmentLib.corruptions)
         attack.use_grid(job.ctx.window, job.ctx.model.spacing, model_grid_hu(job))
@@ -148,7 +156,7 @@ def run_attack(job: JobResult, request: AttackRequest, progress: StageProgress |
     target = gt_model if gt_model is not None else job.clean_pred
     result = attack.run(job.x, target, lambda done, total: _tick(progress, request.label, done, total))
     seconds = time.perf_counter() - start
-    adv_pred = attack.predict(result.adv)
+    adv_pred = predict(result.adv, loaded, options)  # as the clean map was made: same windows and blend
     adv_labels = labels_to_original(adv_pred.cpu(), job.ctx)
     delta_hu = perturbation_to_hu(result.perturbation.cpu(), job.ctx)
     vs_reference = _metrics(adv_labels, reference, loaded, options)
