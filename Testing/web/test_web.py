@@ -641,7 +641,7 @@ class Server:
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_for_url(timeout=120)
+        self.url = self._wait_for_url(timeout=300)  # a loaded machine takes minutes to start VTK
         self.host = self.url.split("//")[1].rstrip("/")
 
     def _read(self) -> None:
