@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 from ..attacks.network import AMP_DTYPES, autocast, predict_logits  # noqa: F401  (re-exported: the job's names)
+# The job's label map is the attacks' own (one implementation): [B, 1, H, W, D], the argmax of predict_logits.
+from ..attacks.network import predict_labels as segment  # noqa: F401
 from ..models import LoadOptions, ModelSpec, load_model, resolve_model, with_input_normalization
 from ..models.families import family_of
 from ..models.registry import registry_spec
@@ -90,16 +92,3 @@ def load_segmentation_model(
     network, spec = load_model(path, spec=spec, device=str(dev), options=options)
     model = with_input_normalization(network, spec).to(dev).eval()
     return LoadedModel(model, spec, str(name_or_path), dev, family)
-
-
-def segment(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    roi_size: Sequence[int] | None,
-    overlap: float = 0.25,
-    sw_batch_size: int = 2,
-    amp: str | None = None,
-    mode: str = "gaussian",
-) -> torch.Tensor:
-    """Label map [B, 1, H, W, D] (argmax of :func:`~..attacks.network.predict_logits`)."""
-    return predict_logits(model, x, roi_size, overlap, sw_batch_size, amp, mode).argmax(1, keepdim=True)
