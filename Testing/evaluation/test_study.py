@@ -143,7 +143,7 @@ def test_two_torchrun_ranks_and_a_second_part_in_one_folder_give_the_same_tables
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "FreqAdvSegmentLib.cli",
                *_argv(datalist, out, "--transfer", "--num-parts", "2", "--part-id", "0")]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=240, check=False)
         if "address already in use" not in proc.stderr.lower():
             break
     assert proc.returncode == 0, proc.stderr[-3000:]

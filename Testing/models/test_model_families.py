@@ -526,7 +526,7 @@ def test_label_map(tmp_path):
 
 
 def test_freqadv_models_lists_the_registry():
-    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "models"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "FreqAdvSegmentLib.cli", "models"], capture_output=True, text=True, encoding="utf-8",
                             env={**os.environ}, check=True)
     assert "demo-unet" in result.stdout
 

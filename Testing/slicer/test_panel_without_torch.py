@@ -111,7 +111,7 @@ def test_the_panel_lists_every_attack_with_fields_and_presets_while_torch_and_mo
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(MODULE_FILE.parent), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.run(
         [sys.executable, "-c", CHILD.replace("{DESCRIBE}", DESCRIBE), refusal, json.dumps(panel_modules())],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True, text=True, encoding="utf-8", errors="replace", env=env, timeout=120,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])

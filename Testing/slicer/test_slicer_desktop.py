@@ -120,7 +120,7 @@ def test_module_file_imports_on_a_real_python_39_and_names_the_version(tmp_path)
         pytest.skip("no working Python 3.9 on this machine")
     script = tmp_path / "old_slicer.py"
     script.write_text(_ON_OLD_SLICER, encoding="utf-8")
-    done = subprocess.run([python, str(script), str(SCRIPT.parent)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([python, str(script), str(SCRIPT.parent)], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=60)
     assert done.returncode == 0, done.stderr
     message, lib_imported = done.stdout.strip().splitlines()
     assert message.startswith("FreqAdvSegment needs 3D Slicer 5.10 or later (this is 5.8)")

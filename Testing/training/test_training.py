@@ -489,7 +489,7 @@ def test_ddp_two_gloo_ranks_agree_and_evaluation_is_sharded(datalist, tmp_path):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
                str(worker), str(datalist), str(tmp_path), json.dumps(TINY_SPEC)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=240, check=False)
         if "address already in use" not in proc.stderr.lower():
             break
     assert proc.returncode == 0, proc.stderr[-3000:]
