@@ -653,7 +653,8 @@ import FreqAdvSegmentLib.files.images as io
 def stalled(image, path):  # the run is now mid-write, inside its temporary folder
     Path(path).with_name("half.nii.gz").write_bytes(b"partial")
     Path(sys.argv[1]).write_text(str(Path(path).parent))
-    time.sleep(120)
+    for _ in range(1200):  # short sleeps: a SIGINT taken by one of torch's threads is seen within 0.1 s
+        time.sleep(0.1)
 io.write_image = stalled
 from FreqAdvSegmentLib.cli import main
 sys.exit(main(sys.argv[2:]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -149,7 +150,15 @@ def test_two_torchrun_ranks_and_a_second_part_in_one_folder_give_the_same_tables
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 2 + 2  # the attack groups: 8 of 16 units; 2 of 4 clean
     assert main(_argv(datalist, out, "--transfer", "--num-parts", "2", "--part-id", "1")) == 0
-    assert _tables(out) == _tables(whole)
+    # The ranks run one thread each and this process more: float sums in the budget may differ in
+    # their last bits (seen: 6.570264760003841 vs ...747), so numbers are compared to 10 digits.
+    assert _rounded(_tables(out)) == _rounded(_tables(whole))
+
+
+def _rounded(tables: dict[str, str]) -> dict[str, str]:
+    """Every number with a fraction in the tables' text written to 10 significant digits."""
+    number = re.compile(r"-?\d+\.\d+(?:e-?\d+)?")
+    return {name: number.sub(lambda m: f"{float(m.group()):.10g}", text) for name, text in tables.items()}
 
 
 def test_parts_cover_every_unit_once_and_deal_the_attacks_out_evenly():
